@@ -1,0 +1,238 @@
+// Package rootfs turns a plan of steps into a root filesystem: a base image
+// in a project-owned container store, then one buildah container per step,
+// each committed under the step's content key so unchanged steps are reused.
+package rootfs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	nettypes "go.podman.io/common/libnetwork/types"
+	is "go.podman.io/image/v5/storage"
+	"go.podman.io/image/v5/types"
+	"go.podman.io/storage"
+	stypes "go.podman.io/storage/types"
+)
+
+// StoreOptions says where the container store lives.
+type StoreOptions struct {
+	// Dir holds the store, one graph root per driver (a store opened with
+	// another driver would silently hide the first driver's images).
+	Dir string
+	// RunRoot holds mount and lock state that must not survive a reboot.
+	RunRoot string
+	// Driver is "overlay", "vfs" or "" to pick the first that works.
+	Driver string
+}
+
+// Store is builder's own container store with zero host configuration:
+// no storage.conf, registries.conf, policy.json or containers.conf is read.
+type Store struct {
+	st     storage.Store
+	sc     *types.SystemContext
+	driver string
+	dir    string
+}
+
+// OpenStore opens (creating if needed) the store under opts.Dir.
+func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
+	if opts.Dir == "" || opts.RunRoot == "" {
+		return nil, errors.New("open store: directory and run root are required")
+	}
+	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	policy := filepath.Join(opts.Dir, "policy.json")
+	// Images here are either bootstrapped locally or pulled by explicit
+	// reference; signature policy is not what protects them.
+	if err := writeIfDifferent(policy, []byte(`{"default":[{"type":"insecureAcceptAnything"}]}`+"\n")); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	registries := filepath.Join(opts.Dir, "registries.conf")
+	if err := writeIfDifferent(registries, []byte("# builder: no unqualified-search registries; names are fully qualified\n")); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	tmp := filepath.Join(opts.Dir, "tmp")
+	if err := os.MkdirAll(tmp, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+
+	drivers := []string{opts.Driver}
+	if opts.Driver == "" {
+		drivers = []string{"overlay", "vfs"}
+	}
+	var errs []error
+	for _, d := range drivers {
+		st, err := storage.GetStore(stypes.StoreOptions{
+			GraphRoot:       filepath.Join(opts.Dir, "storage-"+d),
+			RunRoot:         filepath.Join(opts.RunRoot, "storage-"+d),
+			GraphDriverName: d,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", d, err))
+			continue
+		}
+		return &Store{
+			st:     st,
+			driver: d,
+			dir:    opts.Dir,
+			sc: &types.SystemContext{
+				SignaturePolicyPath:      policy,
+				SystemRegistriesConfPath: registries,
+				BigFilesTemporaryDir:     tmp,
+			},
+		}, nil
+	}
+	return nil, fmt.Errorf("open container store in %s: %w", opts.Dir, errors.Join(errs...))
+}
+
+// Driver is the storage driver in use.
+func (s *Store) Driver() string { return s.driver }
+
+// Close releases the store. Mounts made through it are released first.
+func (s *Store) Close() error {
+	_, err := s.st.Shutdown(false)
+	return err
+}
+
+// HasImage reports whether an image with this name exists.
+func (s *Store) HasImage(name string) bool {
+	_, err := s.st.Image(name)
+	return err == nil
+}
+
+// ImageID returns the ID of the named image.
+func (s *Store) ImageID(name string) (string, error) {
+	img, err := s.st.Image(name)
+	if err != nil {
+		return "", err
+	}
+	return img.ID, nil
+}
+
+// MountImage mounts an image read-only and returns the path and a release
+// function. The mount is visible to this process (and, as real root, to the
+// host); rootless, only inside builder's user namespace.
+func (s *Store) MountImage(name string) (string, func() error, error) {
+	img, err := s.st.Image(name)
+	if err != nil {
+		return "", nil, fmt.Errorf("mount image %s: %w", name, err)
+	}
+	p, err := s.st.MountImage(img.ID, []string{"ro"}, "")
+	if err != nil {
+		return "", nil, fmt.Errorf("mount image %s: %w", name, err)
+	}
+	return p, func() error {
+		_, err := s.st.UnmountImage(img.ID, true)
+		return err
+	}, nil
+}
+
+// RemoveImage deletes an image and its layers that nothing else uses.
+func (s *Store) RemoveImage(name string) error {
+	img, err := s.st.Image(name)
+	if err != nil {
+		if errors.Is(err, stypes.ErrImageUnknown) {
+			return nil
+		}
+		return err
+	}
+	_, err = s.st.DeleteImage(img.ID, true)
+	return err
+}
+
+// RemoveContainersWithPrefix deletes working containers whose name starts
+// with prefix; a later run uses it to clear what a killed run left.
+func (s *Store) RemoveContainersWithPrefix(prefix string) (int, error) {
+	cs, err := s.st.Containers()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, c := range cs {
+		match := false
+		for _, name := range c.Names {
+			if strings.HasPrefix(name, prefix) {
+				match = true
+			}
+		}
+		if !match {
+			continue
+		}
+		_, _ = s.st.Unmount(c.ID, true)
+		if err := s.st.DeleteContainer(c.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// ContainerNames lists working containers (for leak checks in tests).
+func (s *Store) ContainerNames() ([]string, error) {
+	cs, err := s.st.Containers()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Names...)
+	}
+	return names, nil
+}
+
+func (s *Store) ref(name string) (types.ImageReference, error) {
+	return is.Transport.ParseStoreReference(s.st, name)
+}
+
+func writeIfDifferent(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && string(old) == string(data) {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// hardLimits returns "name=H:H" ulimits at the current hard limits: buildah
+// otherwise raises them to 1048576, which fails without CAP_SYS_RESOURCE.
+func hardLimits() []string {
+	var out []string
+	for _, l := range []struct {
+		name string
+		res  int
+	}{{"nofile", syscall.RLIMIT_NOFILE}, {"nproc", 6 /* RLIMIT_NPROC */}} {
+		var r syscall.Rlimit
+		if err := syscall.Getrlimit(l.res, &r); err != nil {
+			continue
+		}
+		h := r.Max
+		if h == ^uint64(0) {
+			out = append(out, l.name+"=-1:-1")
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s=%d:%d", l.name, h, h))
+	}
+	return out
+}
+
+// hostNetworkOnly is a NetworkInterface for builds that always use the
+// host's network: it keeps buildah from looking for netavark.
+type hostNetworkOnly struct{ nettypes.ContainerNetwork }
+
+func (hostNetworkOnly) DefaultNetworkName() string          { return "host" }
+func (hostNetworkOnly) Drivers() []string                   { return nil }
+func (hostNetworkOnly) NetworkInfo() nettypes.NetworkInfo   { return nettypes.NetworkInfo{} }
+func (hostNetworkOnly) Teardown(string, nettypes.TeardownOptions) error { return nil }
+func (hostNetworkOnly) Setup(string, nettypes.SetupOptions) (map[string]nettypes.StatusBlock, error) {
+	return nil, errors.New("builder runs hooks with the host network only")
+}
