@@ -236,3 +236,13 @@ func (hostNetworkOnly) Teardown(string, nettypes.TeardownOptions) error { return
 func (hostNetworkOnly) Setup(string, nettypes.SetupOptions) (map[string]nettypes.StatusBlock, error) {
 	return nil, errors.New("builder runs hooks with the host network only")
 }
+
+// ImageSize is the apparent size of an image's files (all its layers), a
+// lower bound for the filesystem that will hold it.
+func (s *Store) ImageSize(name string) (int64, error) {
+	img, err := s.st.Image(name)
+	if err != nil {
+		return 0, err
+	}
+	return s.st.ImageSize(img.ID)
+}

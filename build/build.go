@@ -1,0 +1,452 @@
+package build
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"builder/assemble"
+	"builder/elements"
+	"builder/internal/cleanup"
+	"builder/internal/progress"
+	"builder/rootfs"
+)
+
+// Result is what a build produced.
+type Result struct {
+	Outputs  []string
+	Elements []string
+	Image    rootfs.Image
+	Disk     *assemble.Disk
+}
+
+// DefaultCacheDir is DIB's image cache, ~/.cache/image-create.
+func DefaultCacheDir() string {
+	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "image-create")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return filepath.Join(os.TempDir(), "image-create")
+	}
+	return filepath.Join(home, ".cache", "image-create")
+}
+
+// DefaultRunRoot is where locks and mount state live: tmpfs when available,
+// so that nothing stale survives a reboot.
+func DefaultRunRoot() string {
+	if os.Geteuid() == 0 {
+		return "/run/builder"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "builder")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("builder-run-%d", os.Geteuid()))
+}
+
+// defaultBlockDevice is the layout vm gets when none is named: one GPT disk
+// that boots under BIOS and UEFI.
+const defaultBlockDevice = "block-device-efi"
+
+// Run builds the image described by req.
+func Run(ctx context.Context, req Request) (res *Result, err error) {
+	rep := progress.New(req.Out)
+	var stack cleanup.Stack
+	defer func() {
+		if cerr := stack.Run(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+		}
+		rep.Summary()
+	}()
+	req = withDefaults(req)
+	outs, err := planOutputs(req)
+	if err != nil {
+		return nil, err
+	}
+	if req.Arch != "amd64" {
+		return nil, fmt.Errorf("architecture %q is not supported yet: use -a amd64", req.Arch)
+	}
+	cache := req.ImageCache
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, fmt.Errorf("image cache %s: %w", cache, err)
+	}
+	run, err := startRun(req.TmpDir, req.RunRoot, &stack)
+	if err != nil {
+		return nil, err
+	}
+
+	// Elements.
+	t := rep.Phase("resolve", strings.Join(req.Elements, " "))
+	plan, err := resolve(ctx, req, cache, run.Work)
+	if err != nil {
+		t.Fail(err)
+		return nil, err
+	}
+	t.Done(fmt.Sprintf("%d elements: %s", len(plan.res.Elements), strings.Join(plan.res.Names(), " ")))
+	for _, w := range plan.warnings {
+		t.Printf("warning: %s", w)
+	}
+
+	// Store and base.
+	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: filepath.Join(cache, "builder", "containers"), RunRoot: filepath.Join(req.RunRoot, "storage")})
+	if err != nil {
+		return nil, err
+	}
+	stack.Push("container store", store.Close)
+	if n, err := reapStaleRuns(req.RunRoot, store); err != nil {
+		t.Printf("warning: cleaning up after earlier killed builds: %v", err)
+	} else if n > 0 {
+		t.Printf("removed what %d killed build(s) left behind", n)
+	}
+
+	base, err := plan.ensureBase(ctx, rep, store, req, cache)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := checkSizeAgainstBase(req, store, base); err != nil {
+		return nil, err
+	}
+	steps, err := plan.steps(req, rep, run)
+	if err != nil {
+		return nil, err
+	}
+	final, err := store.RunChain(ctx, base, steps, rootfs.ChainOptions{
+		Isolation: rootfs.Isolation(req.Isolation),
+		Runtime:   req.Runtime,
+		RunID:     run.ID,
+		Cleanup:   &stack,
+		NoCache:   req.NoCache,
+	})
+	if err != nil {
+		return nil, keepLogs(err, run, outs)
+	}
+
+	res = &Result{Elements: plan.res.Names(), Image: final}
+	if !plan.vm {
+		return nil, fmt.Errorf("outputs %s need a disk: add the vm element (bare filesystem images are not supported yet)", strings.Join(req.Types, ","))
+	}
+	disk, err := assembleOutputs(ctx, req, rep, store, final, plan, run, outs, &stack)
+	if err != nil {
+		return nil, err
+	}
+	res.Disk = disk
+	for _, o := range outs {
+		res.Outputs = append(res.Outputs, o.Final)
+	}
+	return res, nil
+}
+
+// checkSizeAgainstBase refuses an --image-size that cannot even hold the
+// base root filesystem, before the slow steps run. The exact check, against
+// the finished tree, happens again before assembly.
+func checkSizeAgainstBase(req Request, store *rootfs.Store, base rootfs.Image) error {
+	if req.ImageSizeGiB <= 0 || base.Name == "scratch" {
+		return nil
+	}
+	size, err := store.ImageSize(base.Name)
+	if err != nil || size <= 0 {
+		return nil
+	}
+	// ext4 metadata and journal, the BIOS boot and EFI partitions.
+	need := size + size/20 + (64+101)<<20
+	want := int64(req.ImageSizeGiB * (1 << 30))
+	if want < need {
+		return fmt.Errorf("image size %.2f GiB is too small: the base system alone needs %s; use --image-size %.1f or more, or leave it out to size from the content",
+			req.ImageSizeGiB, humanBytes(need), float64(need)/(1<<30)+0.5)
+	}
+	return nil
+}
+
+func withDefaults(req Request) Request {
+	if req.Arch == "" {
+		req.Arch = "amd64"
+	}
+	if req.Arch == "x86_64" {
+		req.Arch = "amd64"
+	}
+	if req.ImageCache == "" {
+		req.ImageCache = DefaultCacheDir()
+	}
+	if req.TmpDir == "" {
+		req.TmpDir = os.TempDir()
+	}
+	if req.RunRoot == "" {
+		req.RunRoot = DefaultRunRoot()
+	}
+	if req.Isolation == "" {
+		req.Isolation = "chroot"
+	}
+	if req.RootLabel == "" {
+		req.RootLabel = req.Env["ROOT_LABEL"]
+	}
+	if req.RootLabel == "" {
+		req.RootLabel = "cloudimg-rootfs"
+	}
+	if req.Env == nil {
+		req.Env = map[string]string{}
+	}
+	if req.Out == nil {
+		req.Out = io.Discard
+	}
+	return req
+}
+
+// keepLogs moves the per-hook logs of a failed build next to the output,
+// where they survive the work directory's removal.
+func keepLogs(err error, run *runDir, outs []output) error {
+	var he *rootfs.HookError
+	if !errors.As(err, &he) || len(outs) == 0 {
+		return err
+	}
+	src := filepath.Join(run.Work, "logs")
+	if _, serr := os.Stat(src); serr != nil {
+		return err
+	}
+	base := strings.TrimSuffix(outs[0].Final, "."+outs[0].Type)
+	dst := base + ".d"
+	if mkerr := os.MkdirAll(dst, 0o755); mkerr != nil {
+		return err
+	}
+	dstLogs := filepath.Join(dst, "logs")
+	os.RemoveAll(dstLogs)
+	if rerr := os.Rename(src, dstLogs); rerr == nil && he.Log != "" {
+		he.Log = filepath.Join(dstLogs, filepath.Base(he.Log))
+	}
+	return err
+}
+
+// ids derives the disk's identifiers from the content key, so the same
+// content gives the same image.
+type ids struct {
+	RootUUID string
+	ESPID    uint32
+	DiskGUID string
+}
+
+func deriveIDs(key string) ids {
+	u := func(salt string) string {
+		s := sha256.Sum256([]byte(salt + key))
+		s[6] = (s[6] & 0x0f) | 0x40 // version 4 layout
+		s[8] = (s[8] & 0x3f) | 0x80 // RFC 4122 variant
+		return fmt.Sprintf("%x-%x-%x-%x-%x", s[0:4], s[4:6], s[6:8], s[8:10], s[10:16])
+	}
+	e := sha256.Sum256([]byte("esp" + key))
+	return ids{
+		RootUUID: u("root"),
+		ESPID:    uint32(e[0])<<24 | uint32(e[1])<<16 | uint32(e[2])<<8 | uint32(e[3]),
+		DiskGUID: u("disk"),
+	}
+}
+
+func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, store *rootfs.Store, final rootfs.Image, plan *plan, run *runDir, outs []output, stack *cleanup.Stack) (*assemble.Disk, error) {
+	t := rep.Phase("assemble", "GPT, BIOS+UEFI, ext4")
+	root, release, err := store.MountImage(final.Name)
+	if err != nil {
+		t.Fail(err)
+		return nil, err
+	}
+	h := stack.Push("image mount", release)
+	defer h.Release()
+
+	id := plan.ids
+	spec := assemble.DiskSpec{
+		RootDir:    root,
+		RootLabel:  req.RootLabel,
+		RootFSType: "ext4",
+		RootUUID:   id.RootUUID,
+		ESPVolumeID: id.ESPID,
+		DiskGUID:   id.DiskGUID,
+		BIOS:       true,
+		UEFI:       true,
+	}
+	if req.ImageSizeGiB > 0 {
+		spec.SizeBytes = int64(req.ImageSizeGiB * (1 << 30))
+	}
+	spec.HeadroomBytes = 256 << 20
+	if mb, err := strconv.ParseInt(plan.env["DIB_IMAGE_EXTRA_SIZE"], 10, 64); err == nil && mb > 0 {
+		spec.HeadroomBytes += mb << 20
+	}
+	disk, err := assemble.PlanDisk(ctx, spec)
+	if err != nil {
+		t.Fail(err)
+		return nil, err
+	}
+	rawPath := filepath.Join(run.Work, "disk.raw")
+	var rawOut *output
+	for i := range outs {
+		if outs[i].Type == "raw" {
+			rawOut = &outs[i]
+			rawPath = outs[i].Temp
+		}
+	}
+	tempHandles := map[string]cleanup.Handle{}
+	for _, o := range outs {
+		o := o
+		tempHandles[o.Temp] = stack.Push("partial output "+o.Temp, func() error {
+			if err := os.Remove(o.Temp); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+			return nil
+		})
+	}
+	if err := assemble.BuildDisk(ctx, disk, rawPath); err != nil {
+		t.Fail(err)
+		return nil, err
+	}
+	t.Done(fmt.Sprintf("%s disk, root %s (%d files)", humanBytes(disk.Table.DiskSizeBytes), humanBytes(disk.RootFSBytes), disk.Usage.Files))
+
+	// Conversions run in parallel: each reads the raw disk only.
+	var wg sync.WaitGroup
+	errs := make([]error, len(outs))
+	for i, o := range outs {
+		if o.Type == "raw" {
+			continue
+		}
+		wg.Add(1)
+		go func(i int, o output) {
+			defer wg.Done()
+			ct := rep.Phase("convert "+o.Type, filepath.Base(o.Final))
+			err := assemble.Convert(ctx, rawPath, o.Temp, assemble.Format(o.Type), assemble.ConvertOptions{
+				Compress:       !req.Uncompressed,
+				Compression:    "zstd",
+				QemuImgOptions: req.QemuImgOpts,
+			})
+			if err != nil {
+				ct.Fail(err)
+				errs[i] = err
+				return
+			}
+			fi, _ := os.Stat(o.Temp)
+			size := int64(0)
+			if fi != nil {
+				size = fi.Size()
+			}
+			ct.Done(humanBytes(size))
+		}(i, o)
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	_ = rawOut
+
+	if req.Checksum || req.Env["DIB_CHECKSUM"] != "" {
+		ct := rep.Phase("checksum", "md5, sha256")
+		for _, o := range outs {
+			if err := writeChecksums(o, req.Env["DIB_CHECKSUM"]); err != nil {
+				ct.Fail(err)
+				return nil, err
+			}
+		}
+		ct.Done("")
+	}
+	// Every output is complete: put them all in place.
+	for _, o := range outs {
+		if err := keepOld(o.Final, req.Env["OVERWRITE_OLD_IMAGE"]); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(o.Temp, o.Final); err != nil {
+			return nil, fmt.Errorf("put %s in place: %w", o.Final, err)
+		}
+		tempHandles[o.Temp].Forget()
+		for _, ext := range []string{".md5", ".sha256"} {
+			if _, err := os.Stat(o.Temp + ext); err == nil {
+				if err := os.Rename(o.Temp+ext, o.Final+ext); err != nil {
+					return nil, err
+				}
+			}
+		}
+		rep.Phase("output", o.Final).Done("")
+	}
+	return disk, nil
+}
+
+// keepOld renames an existing output with its date, as DIB does, unless
+// OVERWRITE_OLD_IMAGE is set.
+func keepOld(final, overwrite string) error {
+	fi, err := os.Stat(final)
+	if err != nil {
+		return nil
+	}
+	if overwrite != "" && overwrite != "0" {
+		return nil
+	}
+	ext := filepath.Ext(final)
+	old := strings.TrimSuffix(final, ext) + "-" + fi.ModTime().Format("2006.01.02-15.04.05") + ext
+	if err := os.Rename(final, old); err != nil {
+		return fmt.Errorf("keep the previous %s: %w", final, err)
+	}
+	return nil
+}
+
+// writeChecksums writes OUTPUT.md5 and OUTPUT.sha256 ("<hex>  <name>") next
+// to the temporary output; they move into place with it. which is
+// DIB_CHECKSUM: empty or 1 for both, or a comma list of md5 and sha256.
+func writeChecksums(o output, which string) error {
+	want := map[string]bool{"md5": true, "sha256": true}
+	if which != "" && which != "1" {
+		want = map[string]bool{}
+		for _, w := range strings.Split(which, ",") {
+			want[strings.TrimSpace(w)] = true
+		}
+	}
+	f, err := os.Open(o.Temp)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hs := map[string]hash.Hash{}
+	var ws []io.Writer
+	for _, n := range []string{"md5", "sha256"} {
+		if !want[n] {
+			continue
+		}
+		if n == "md5" {
+			hs[n] = md5.New()
+		} else {
+			hs[n] = sha256.New()
+		}
+		ws = append(ws, hs[n])
+	}
+	if _, err := io.Copy(io.MultiWriter(ws...), f); err != nil {
+		return fmt.Errorf("checksum %s: %w", o.Final, err)
+	}
+	names := make([]string, 0, len(hs))
+	for n := range hs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		line := hex.EncodeToString(hs[n].Sum(nil)) + "  " + filepath.Base(o.Final) + "\n"
+		if err := os.WriteFile(o.Temp+"."+n, []byte(line), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+}
+
+var _ = time.Now

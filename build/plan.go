@@ -1,0 +1,345 @@
+package build
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"builder/elements"
+	"builder/internal/progress"
+	"builder/rootfs"
+)
+
+// plan is a resolved build: elements, the hooks tree and the environment.
+type plan struct {
+	res      *elements.Resolution
+	tree     *elements.Tree
+	env      map[string]string // after environment.d, on the host
+	hookEnv  map[string]string // what hooks get before environment.d
+	warnings []string
+	vm       bool
+	ids      ids
+	aptCache string
+	baseKey  string
+}
+
+// hookEnvironment is what every hook starts from: a fixed PATH and locale,
+// the user's build variables and the variables DIB defines for hooks. The
+// host's own environment stays out.
+func hookEnvironment(req Request, res *elements.Resolution, cache string) map[string]string {
+	env := map[string]string{}
+	for k, v := range req.Env {
+		env[k] = v
+	}
+	names := res.Names()
+	var yaml strings.Builder
+	yaml.WriteString("{")
+	for i, e := range res.Elements {
+		if i > 0 {
+			yaml.WriteString(", ")
+		}
+		fmt.Fprintf(&yaml, "%s: %s", e.Name, e.Dir)
+	}
+	yaml.WriteString("}")
+	deb, sec := hostAptMirrors("/")
+	set := map[string]string{
+		"PATH":                   hostPath,
+		"HOME":                   "/root",
+		"LC_ALL":                 "C",
+		"ARCH":                   req.Arch,
+		"IMAGE_NAME":             imageName(req),
+		"IMAGE_ELEMENT":          strings.Join(names, " "),
+		"IMAGE_ELEMENT_YAML":     yaml.String(),
+		"DIB_IMAGE_CACHE":        cache,
+		"DIB_DEBUG_TRACE":        fmt.Sprint(req.Trace),
+		"DIB_ROOT_LABEL":         req.RootLabel,
+		"DIB_ROOT_FSTYPE":        "ext4",
+		"DIB_OFFLINE":            map[bool]string{true: "1", false: ""}[req.Offline],
+		"DIB_NO_TMPFS":           map[bool]string{true: "1", false: "0"}[req.NoTmpfs],
+		"DIB_PYTHON_VERSION":     "3",
+		"ELEMENTS_PATH":          strings.Join(req.ElementsPath, ":"),
+		"BUILDER_HOST_DEBIAN_MIRROR":          deb,
+		"BUILDER_HOST_DEBIAN_SECURITY_MIRROR": sec,
+	}
+	for k, v := range set {
+		env[k] = v
+	}
+	if env["DIB_DEFAULT_INSTALLTYPE"] == "" {
+		env["DIB_DEFAULT_INSTALLTYPE"] = "source"
+	}
+	if deb == "" {
+		delete(env, "BUILDER_HOST_DEBIAN_MIRROR")
+	}
+	if sec == "" {
+		delete(env, "BUILDER_HOST_DEBIAN_SECURITY_MIRROR")
+	}
+	return env
+}
+
+func resolve(ctx context.Context, req Request, cache, work string) (*plan, error) {
+	builtin, err := elements.ExtractBuiltin(filepath.Join(cache, "builder", "elements"))
+	if err != nil {
+		return nil, err
+	}
+	lib, err := elements.LoadLibrary(req.ElementsPath, builtin)
+	if err != nil {
+		return nil, err
+	}
+	names := elements.DefaultBlockDeviceNamed(req.Elements, req.Arch, defaultBlockDevice, defaultBlockDevice)
+	if !req.SkipBase && !contains(names, "base") {
+		names = append([]string{"base"}, names...)
+	}
+	res, err := lib.Resolve(names)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := elements.BuildTree(res, filepath.Join(work, "hooks"))
+	if err != nil {
+		return nil, err
+	}
+	if err := rootfs.InstallRunParts(tree.Dir); err != nil {
+		return nil, err
+	}
+	p := &plan{res: res, tree: tree, vm: contains(res.Names(), "vm")}
+	for _, o := range res.Overrides {
+		p.warnings = append(p.warnings, o)
+	}
+	for _, w := range tree.Skipped {
+		p.warnings = append(p.warnings, w.String())
+	}
+	for _, w := range tree.Warnings {
+		p.warnings = append(p.warnings, w.String())
+	}
+
+	p.hookEnv = hookEnvironment(req, res, cache)
+	evalBase := copyEnv(p.hookEnv)
+	evalBase["TMP_HOOKS_PATH"] = tree.Dir
+	env, err := evalEnvironment(ctx, tree.EnvFiles, evalBase)
+	if err != nil {
+		return nil, err
+	}
+	p.env = env
+	if err := tree.EnableInstallTypes(env); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(tree.Dir, "builder")); err == nil {
+		return nil, fmt.Errorf("an element has a top-level directory named \"builder\": builder keeps its own files there in the hooks tree; rename it")
+	}
+	distro, release := env["DISTRO_NAME"], env["DIB_RELEASE"]
+	if distro == "" {
+		return nil, fmt.Errorf("operating-system element %s does not export DISTRO_NAME in environment.d", res.OS.Name)
+	}
+
+	pis, err := elements.PackageInstalls(res, env)
+	if err != nil {
+		return nil, err
+	}
+	maps, err := elements.LoadPkgMaps(res)
+	if err != nil {
+		return nil, err
+	}
+	if err := writePackageInstalls(tree.Dir, pis, maps, distro, release); err != nil {
+		return nil, err
+	}
+	if err := writePkgMaps(tree.Dir, maps, distro, release); err != nil {
+		return nil, err
+	}
+	if len(req.Packages) > 0 {
+		if err := writePackagesPhase(tree.Dir, req.Packages); err != nil {
+			return nil, err
+		}
+	}
+	if elements.Family(distro) == "debian" {
+		p.aptCache = filepath.Join(cache, "apt", fmt.Sprintf("%s-%s-%s", distro, release, req.Arch))
+		if err := os.MkdirAll(filepath.Join(p.aptCache, "partial"), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *rootfs.Store, req Request, cache string) (rootfs.Image, error) {
+	bs, ok, err := readRootfsSource(p.res.OS.Dir, p.env, req.Arch)
+	if err != nil {
+		return rootfs.Image{}, err
+	}
+	if !ok {
+		// An operating-system element of the DIB kind: its root.d hooks
+		// build the tree from nothing.
+		p.baseKey = "scratch"
+		return rootfs.Image{Name: "scratch", Key: "scratch"}, nil
+	}
+	t := rep.Phase("base", fmt.Sprintf("%s %s %s from %s", p.env["DISTRO_NAME"], bs.Suite, bs.Arch, firstMirror(bs.Sources)))
+	var log strings.Builder
+	img, cached, err := store.EnsureBase(ctx, bs, rootfs.BaseOptions{
+		StateDir: filepath.Join(cache, "builder", "state"),
+		AptCache: p.aptCache,
+		TmpDir:   req.TmpDir,
+		Offline:  req.Offline,
+		Log:      logWriter(req, &log),
+	})
+	if err != nil {
+		t.Fail(err)
+		return rootfs.Image{}, err
+	}
+	p.baseKey = img.Key
+	if cached {
+		t.Done("cached")
+	} else {
+		t.Done("bootstrapped with mmdebstrap")
+	}
+	return img, nil
+}
+
+func firstMirror(sources []string) string {
+	if len(sources) == 0 {
+		return ""
+	}
+	f := strings.Fields(sources[0])
+	if len(f) > 1 {
+		return f[1]
+	}
+	return sources[0]
+}
+
+func logWriter(req Request, b *strings.Builder) interface{ Write([]byte) (int, error) } {
+	if req.Verbose {
+		return req.Out
+	}
+	return b
+}
+
+// steps turns the phases into the chain of cached steps.
+func (p *plan) steps(req Request, rep *progress.Reporter, run *runDir) ([]rootfs.Step, error) {
+	stable := copyEnv(p.hookEnv)
+	var steps []rootfs.Step
+	phases := append([]elements.Phase(nil), elements.Phases...)
+	for _, ph := range phases {
+		if ph.Name == "post-install.d" && len(req.Packages) > 0 {
+			st, err := p.phaseStep(req, rep, run, elements.Phase{Name: packagesPhase, Inside: true},
+				[]rootfs.Hook{{Name: "50-install-packages", Element: "-p"}}, stable)
+			if err != nil {
+				return nil, err
+			}
+			steps = append(steps, st)
+		}
+		if ph.Name == "pre-finalise.d" && p.vm {
+			st, err := p.bootStep(req, rep, steps)
+			if err != nil {
+				return nil, err
+			}
+			steps = append(steps, st)
+		}
+		if ph.Legacy {
+			continue
+		}
+		var hooks []rootfs.Hook
+		for _, h := range p.tree.Hooks[ph.Name] {
+			hooks = append(hooks, rootfs.Hook{Name: h.Name, Element: h.Element})
+		}
+		if len(hooks) == 0 {
+			continue
+		}
+		st, err := p.phaseStep(req, rep, run, ph, hooks, stable)
+		if err != nil {
+			return nil, err
+		}
+		steps = append(steps, st)
+	}
+	return steps, nil
+}
+
+func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph elements.Phase, hooks []rootfs.Hook, stable map[string]string) (rootfs.Step, error) {
+	treeHash, err := phaseTreeHash(p.tree.Dir, ph.Name)
+	if err != nil {
+		return rootfs.Step{}, err
+	}
+	keyEnv := copyEnv(stable)
+	// IMAGE_NAME changes with -o; it is part of the key only where a
+	// hook or environment file of this phase mentions it.
+	if !p.mentions(ph.Name, "IMAGE_NAME") {
+		delete(keyEnv, "IMAGE_NAME")
+	}
+	delete(keyEnv, "DIB_IMAGE_CACHE")
+	delete(keyEnv, "ELEMENTS_PATH")
+	delete(keyEnv, "IMAGE_ELEMENT_YAML") // paths; IMAGE_ELEMENT has the names
+	env := copyEnv(p.hookEnv)
+	var mounts []rootfs.Mount
+	if ph.Inside {
+		env["TMP_HOOKS_PATH"] = rootfs.InTargetHooks
+		if p.aptCache != "" {
+			mounts = append(mounts, rootfs.Mount{Source: p.aptCache, Destination: "/var/cache/apt/archives"})
+		}
+	} else {
+		env["TMP_HOOKS_PATH"] = p.tree.Dir
+		env["TMP_BUILD_DIR"] = run.Work
+	}
+	id := sha256.New()
+	fmt.Fprintf(id, "tree=%s\n", treeHash)
+	for _, kv := range envList(keyEnv) {
+		fmt.Fprintf(id, "%s\n", kv)
+	}
+	var echo interface{ Write([]byte) (int, error) }
+	if req.Verbose || req.Trace > 0 {
+		echo = req.Out
+	}
+	return rootfs.PhaseStep(rootfs.PhaseRun{
+		Phase:    ph.Name,
+		Hooks:    hooks,
+		Inside:   ph.Inside,
+		HooksDir: p.tree.Dir,
+		Env:      envList(env),
+		Mounts:   mounts,
+		Identity: hex.EncodeToString(id.Sum(nil)),
+		Progress: rep,
+		Echo:     echo,
+		LogDir:   filepath.Join(run.Work, "logs"),
+	}), nil
+}
+
+// mentions reports whether a phase's scripts or any environment.d file
+// contain s.
+func (p *plan) mentions(phase, s string) bool {
+	dirs := []string{filepath.Join(p.tree.Dir, phase), filepath.Join(p.tree.Dir, elements.EnvironmentDir)}
+	for _, d := range dirs {
+		ents, _ := os.ReadDir(d)
+		for _, e := range ents {
+			data, err := os.ReadFile(filepath.Join(d, e.Name()))
+			if err == nil && strings.Contains(string(data), s) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func copyEnv(m map[string]string) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,121 @@
+// Package build runs one image build end to end: it resolves elements,
+// makes the root filesystem with hooks in containers, assembles the disk and
+// writes the outputs. It holds no logic of its own beyond wiring the
+// packages together; commands translate flags into a Request.
+package build
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// Request is everything a build needs, as plain data.
+type Request struct {
+	Elements     []string
+	Output       string   // -o: image name, may include a directory
+	Types        []string // -t: qcow2, raw
+	Arch         string   // -a
+	Packages     []string // -p
+	Trace        int      // -x count (DIB_DEBUG_TRACE)
+	ImageSizeGiB float64  // --image-size; 0 = from the content
+	ImageCache   string   // --image-cache
+	NoTmpfs      bool     // --no-tmpfs (accepted; builder uses no tmpfs)
+	SkipBase     bool     // -n
+	Checksum     bool
+	Uncompressed bool   // -u
+	QemuImgOpts  string // --qemu-img-options
+	RootLabel    string // --root-label
+	// Env holds the user's build variables (DIB_*, proxies): see UserEnv.
+	Env          map[string]string
+	ElementsPath []string
+	TmpDir       string // TMP_DIR
+	RunRoot      string // lock and mount state (tmpfs when possible)
+	Isolation    string // chroot (default) or oci
+	Runtime      string // runc path for oci
+	Offline      bool
+	NoCache      bool
+	// Out receives progress lines; Verbose also streams hook output.
+	Out     io.Writer
+	Verbose bool
+}
+
+// knownTypes are the output types this build can write.
+var knownTypes = map[string]bool{"qcow2": true, "raw": true}
+
+// output is one file the build writes.
+type output struct {
+	Type  string
+	Final string // final path
+	Temp  string // written here, renamed to Final at the end
+}
+
+// planOutputs checks the output path and types before any slow step, and
+// returns where each output goes.
+func planOutputs(req Request) ([]output, error) {
+	if len(req.Types) == 0 {
+		return nil, fmt.Errorf("no output type: use -t qcow2 (or raw)")
+	}
+	name := req.Output
+	if name == "" {
+		name = "image"
+	}
+	// DIB strips a trailing ".<type>" when there is a single type.
+	if len(req.Types) == 1 {
+		name = strings.TrimSuffix(name, "."+req.Types[0])
+	}
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Dir(abs)
+	st, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("output directory %s does not exist: create it or change -o", dir)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("output directory %s is not a directory: change -o", dir)
+	}
+	probe, err := os.CreateTemp(dir, ".builder-probe-*")
+	if err != nil {
+		return nil, fmt.Errorf("output directory %s is not writable: %v; change -o or its permissions", dir, err)
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+
+	seen := map[string]bool{}
+	var outs []output
+	for _, t := range req.Types {
+		if !knownTypes[t] {
+			return nil, fmt.Errorf("unknown output type %q: supported are qcow2 and raw", t)
+		}
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		final := abs + "." + t
+		if fi, err := os.Stat(final); err == nil && fi.IsDir() {
+			return nil, fmt.Errorf("output %s is a directory: change -o", final)
+		}
+		outs = append(outs, output{
+			Type:  t,
+			Final: final,
+			Temp:  filepath.Join(dir, fmt.Sprintf(".%s.%s.tmp-%d", filepath.Base(abs), t, os.Getpid())),
+		})
+	}
+	return outs, nil
+}
+
+// imageName is IMAGE_NAME for hooks: the -o value without a type suffix.
+func imageName(req Request) string {
+	name := req.Output
+	if name == "" {
+		name = "image"
+	}
+	if len(req.Types) == 1 {
+		name = strings.TrimSuffix(name, "."+req.Types[0])
+	}
+	return name
+}

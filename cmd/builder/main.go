@@ -1,0 +1,93 @@
+// Command builder builds bootable cloud disk images from diskimage-builder
+// elements, with hooks in buildah containers and a loopless disk assembly.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+	"go.podman.io/buildah"
+	"go.podman.io/storage/pkg/unshare"
+
+	"builder/cmd/boottest"
+	"builder/cmd/image"
+	"builder/rootfs"
+)
+
+func main() {
+	// buildah re-executes this binary for its chroot and copier helpers.
+	if buildah.InitReexec() {
+		return
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	logrus.SetLevel(logrus.WarnLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "\nbuilder: %s: stopping and cleaning up (again to abort at once)\n", s)
+		cancel()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "builder: aborted; the next build removes what is left")
+		os.Exit(130)
+	}()
+
+	root := &cobra.Command{
+		Use:           "builder",
+		Short:         "Build bootable cloud disk images from diskimage-builder elements",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			if cmd.Name() == "image" {
+				// Not root: continue in a user namespace with the
+				// subordinate id ranges, so image files keep their owners.
+				unshare.MaybeReexecUsingUserNamespace(false)
+			}
+		},
+	}
+	root.AddCommand(image.NewCmdImage(nil), boottest.NewCmdBootTest(nil))
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "builder: %v\n", err)
+	var he *rootfs.HookError
+	if errors.As(err, &he) {
+		printHookFailure(he)
+	}
+	var ue *image.UsageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	var ee interface{ ExitCode() int }
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if errors.Is(err, context.Canceled) {
+		return 130
+	}
+	return 1
+}
+
+func printHookFailure(he *rootfs.HookError) {
+	if len(he.Tail) > 0 {
+		fmt.Fprintf(os.Stderr, "builder: last lines of %s/%s:\n", he.Phase, he.Script)
+		for _, l := range he.Tail {
+			fmt.Fprintf(os.Stderr, "    %s\n", l)
+		}
+	}
+	if he.Log != "" {
+		fmt.Fprintf(os.Stderr, "builder: full log: %s\n", he.Log)
+	}
+}

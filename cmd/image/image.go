@@ -1,0 +1,189 @@
+// Package image is `builder image`: diskimage-builder's disk-image-create.
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"builder/build"
+)
+
+// Options are the flags of `builder image`, with DIB's names and meanings.
+type Options struct {
+	Out, Err io.Writer
+	Environ  []string // the user's environment (os.Environ())
+
+	Elements     []string
+	Output       string
+	Types        []string
+	Arch         string
+	Packages     []string
+	Trace        int
+	ImageSize    string
+	ImageCache   string
+	NoTmpfs      bool
+	SkipBase     bool
+	Checksum     bool
+	Uncompressed bool
+	QemuImgOpts  string
+	RootLabel    string
+	Offline      bool
+	MinTmpfs     string
+	Isolation    string
+	Runtime      string
+	NoCache      bool
+	Verbose      bool
+}
+
+// NewCmdImage returns the command; run replaces Run in tests.
+func NewCmdImage(run func(context.Context, *Options) error) *cobra.Command {
+	opts := &Options{}
+	cmd := &cobra.Command{
+		Use:   "image [options] ELEMENT...",
+		Short: "Build a disk image from elements (diskimage-builder's disk-image-create)",
+		Long: `Build a disk image from diskimage-builder elements.
+
+  builder image debian vm -o debian                  # debian.qcow2, bootable, cloud-init ready
+  builder image -t qcow2,raw -p vim,curl --image-size 4 -o web debian vm
+
+Element hooks run in containers; the disk is assembled without loop devices.
+DIB's variables keep their meaning: DIB_RELEASE, DIB_DISTRIBUTION_MIRROR,
+DIB_IMAGE_SIZE, DIB_IMAGE_EXTRA_SIZE (MB), DIB_CHECKSUM, TMP_DIR, ELEMENTS_PATH...`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.Elements = args
+			opts.Out = cmd.OutOrStdout()
+			opts.Err = cmd.ErrOrStderr()
+			if opts.Environ == nil {
+				opts.Environ = os.Environ()
+			}
+			if run != nil {
+				return run(cmd.Context(), opts)
+			}
+			return Run(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&opts.Output, "output", "o", "image", "image name (and directory); the type is appended")
+	f.StringSliceVarP(&opts.Types, "type", "t", []string{"qcow2"}, "output types, comma separated: qcow2, raw")
+	f.StringVarP(&opts.Arch, "arch", "a", "amd64", "architecture of the image (amd64)")
+	f.StringArrayVarP(&opts.Packages, "packages", "p", nil, "extra packages to install, comma separated (repeatable)")
+	f.CountVarP(&opts.Trace, "trace", "x", "trace hooks (DIB_DEBUG_TRACE); repeat for more")
+	f.StringVar(&opts.ImageSize, "image-size", "", "image size in GB (default: the content plus headroom)")
+	f.StringVar(&opts.ImageCache, "image-cache", "", "cache directory (default ~/.cache/image-create, or DIB_IMAGE_CACHE)")
+	f.BoolVar(&opts.NoTmpfs, "no-tmpfs", false, "accepted for DIB compatibility (builder uses no tmpfs)")
+	f.StringVar(&opts.MinTmpfs, "min-tmpfs", "", "accepted for DIB compatibility (ignored)")
+	f.BoolVarP(&opts.SkipBase, "no-base", "n", false, "do not add the base element")
+	f.BoolVar(&opts.Checksum, "checksum", false, "write .md5 and .sha256 files next to each output")
+	f.BoolVarP(&opts.Uncompressed, "uncompressed", "u", false, "do not compress qcow2 output")
+	f.StringVar(&opts.QemuImgOpts, "qemu-img-options", "", "options passed to qemu-img convert -o (e.g. compat=0.10)")
+	f.StringVar(&opts.RootLabel, "root-label", "", "label of the root filesystem (default cloudimg-rootfs)")
+	f.BoolVar(&opts.Offline, "offline", false, "do not ask the mirror for updates; build from what is cached")
+	f.StringVar(&opts.Isolation, "isolation", "chroot", "hook isolation: chroot (no runtime needed) or oci (runc)")
+	f.StringVar(&opts.Runtime, "runtime", "runc", "OCI runtime for --isolation oci")
+	f.BoolVar(&opts.NoCache, "no-cache", false, "run every step even when its result is cached")
+	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "show the output of every hook")
+	return cmd
+}
+
+// UsageError is bad input: exit code 2.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// Request translates the options into a build request.
+func (o *Options) Request() (build.Request, error) {
+	env := build.UserEnv(o.Environ)
+	req := build.Request{
+		Elements:     o.Elements,
+		Output:       o.Output,
+		Arch:         o.Arch,
+		Trace:        o.Trace,
+		ImageCache:   o.ImageCache,
+		NoTmpfs:      o.NoTmpfs || env["DIB_NO_TMPFS"] == "1",
+		SkipBase:     o.SkipBase,
+		Checksum:     o.Checksum,
+		Uncompressed: o.Uncompressed,
+		QemuImgOpts:  o.QemuImgOpts,
+		RootLabel:    o.RootLabel,
+		Env:          env,
+		TmpDir:       env["TMP_DIR"],
+		Offline:      o.Offline || env["DIB_OFFLINE"] != "",
+		Isolation:    o.Isolation,
+		Runtime:      o.Runtime,
+		NoCache:      o.NoCache,
+		Verbose:      o.Verbose,
+		Out:          o.Out,
+	}
+	if len(o.Elements) == 0 {
+		return req, &UsageError{errors.New("no elements given: name an operating system and vm, e.g. `builder image debian vm`")}
+	}
+	for _, t := range o.Types {
+		for _, x := range strings.Split(t, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				req.Types = append(req.Types, x)
+			}
+		}
+	}
+	for _, p := range o.Packages {
+		for _, x := range strings.Split(p, ",") {
+			if x = strings.TrimSpace(x); x != "" {
+				req.Packages = append(req.Packages, x)
+			}
+		}
+	}
+	if o.Trace > 0 {
+		env["DIB_DEBUG_TRACE"] = strconv.Itoa(o.Trace)
+	} else if n, err := strconv.Atoi(env["DIB_DEBUG_TRACE"]); err == nil {
+		req.Trace = n
+	}
+	if req.ImageCache == "" {
+		req.ImageCache = env["DIB_IMAGE_CACHE"]
+	}
+	size := o.ImageSize
+	if size == "" {
+		size = env["DIB_IMAGE_SIZE"]
+	}
+	if size != "" {
+		gb, err := strconv.ParseFloat(size, 64)
+		if err != nil || gb <= 0 {
+			return req, &UsageError{fmt.Errorf("--image-size %q is not a positive number of GB", size)}
+		}
+		req.ImageSizeGiB = gb
+	}
+	if ep := env["ELEMENTS_PATH"]; ep != "" {
+		for _, p := range strings.Split(ep, ":") {
+			if p != "" {
+				req.ElementsPath = append(req.ElementsPath, p)
+			}
+		}
+	}
+	if o.Isolation != "chroot" && o.Isolation != "oci" {
+		return req, &UsageError{fmt.Errorf("--isolation %q: use chroot or oci", o.Isolation)}
+	}
+	return req, nil
+}
+
+// Run builds the image.
+func Run(ctx context.Context, o *Options) error {
+	req, err := o.Request()
+	if err != nil {
+		return err
+	}
+	res, err := build.Run(ctx, req)
+	if err != nil {
+		return err
+	}
+	for _, p := range res.Outputs {
+		fmt.Fprintf(o.Out, "builder: wrote %s\n", p)
+	}
+	return nil
+}

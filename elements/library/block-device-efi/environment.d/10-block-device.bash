@@ -1,0 +1,1 @@
+export DIB_BLOCK_DEVICE=efi

@@ -1,0 +1,17 @@
+#!/bin/bash
+# Sets up what is missing, then runs every test: vet, unit tests, and the
+# end-to-end tests that build and boot images (root, 20-40 minutes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+hack/setup.sh
+export PATH=/usr/local/go/bin:$PATH
+export BUILDER_BIN=$PWD/bin/builder
+echo "test: gofmt and go vet"
+bad=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$bad" ]; then
+    echo "gofmt would change: $bad" >&2
+    exit 1
+fi
+go vet ./...
+echo "test: go test ./... (unit and end-to-end)"
+go test -timeout 80m -count=1 "$@" ./...

@@ -1,0 +1,251 @@
+package rootfs
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Bootstrap describes how to make an operating system's base root
+// filesystem from a package mirror (the OS element's rootfs-source.yaml,
+// already expanded with its environment).
+type Bootstrap struct {
+	Method         string   // "mmdebstrap"
+	Suite          string   // e.g. bookworm
+	Variant        string   // e.g. minbase
+	Sources        []string // "deb URI SUITE COMPONENTS..." lines
+	Packages       []string
+	EssentialHooks []string // shell commands, "$1" is the new root
+	Arch           string
+}
+
+// BaseOptions are the host-side settings of a bootstrap.
+type BaseOptions struct {
+	// StateDir keeps small records (the latest key per bootstrap spec).
+	StateDir string
+	// AptCache is shared with the build's containers (downloaded .debs).
+	AptCache string
+	// TmpDir receives the temporary tarball.
+	TmpDir string
+	// Offline uses the newest base already built for this spec instead of
+	// asking the mirror whether it changed.
+	Offline bool
+	// Log receives the bootstrap tool's output.
+	Log io.Writer
+	// Refresh rebuilds the base even when the key is in the store.
+	Refresh bool
+}
+
+func (b Bootstrap) validate() error {
+	if b.Method != "mmdebstrap" {
+		return fmt.Errorf("rootfs source method %q is not supported (known: mmdebstrap)", b.Method)
+	}
+	if b.Suite == "" {
+		return errors.New("rootfs source: suite is empty (is DIB_RELEASE set?)")
+	}
+	if len(b.Sources) == 0 {
+		return errors.New("rootfs source: no package sources")
+	}
+	for _, s := range b.Sources {
+		f := strings.Fields(s)
+		if len(f) < 3 || f[0] != "deb" {
+			return fmt.Errorf("rootfs source: %q is not a \"deb URI SUITE COMPONENTS\" line", s)
+		}
+	}
+	return nil
+}
+
+// specHash identifies the bootstrap recipe, without the mirror's state.
+func (b Bootstrap) specHash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "bootstrap-v1\x00%s\x00%s\x00%s\x00%s\x00", b.Method, b.Suite, b.Variant, b.Arch)
+	for _, l := range [][]string{b.Sources, b.Packages, b.EssentialHooks} {
+		fmt.Fprintf(h, "%d\x00%s\x00", len(l), strings.Join(l, "\x00"))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// mirrorState hashes each source's InRelease (or Release) file: the base is
+// rebuilt exactly when the mirror published something new.
+func (b Bootstrap) mirrorState(ctx context.Context) (string, error) {
+	h := sha256.New()
+	client := &http.Client{Timeout: 30 * time.Second}
+	for _, s := range b.Sources {
+		f := strings.Fields(s)
+		uri, suite := strings.TrimSuffix(f[1], "/"), f[2]
+		var body []byte
+		var errs []error
+		for _, name := range []string{"InRelease", "Release"} {
+			u := uri + "/dists/" + suite + "/" + name
+			data, err := httpGet(ctx, client, u)
+			if err == nil {
+				body = data
+				break
+			}
+			errs = append(errs, err)
+		}
+		if body == nil {
+			return "", fmt.Errorf("check mirror %s %s: %w (use --offline to build from the cached base)", uri, suite, errors.Join(errs...))
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00%x\x00", uri, suite, sha256.Sum256(body))
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func httpGet(ctx context.Context, c *http.Client, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+}
+
+// BaseKey is the cache key of the base: the recipe plus the mirror's state.
+func (b Bootstrap) BaseKey(ctx context.Context, o BaseOptions) (string, error) {
+	if err := b.validate(); err != nil {
+		return "", err
+	}
+	spec := b.specHash()
+	record := filepath.Join(o.StateDir, "base-"+spec[:32])
+	if o.Offline {
+		data, err := os.ReadFile(record)
+		if err != nil {
+			return "", fmt.Errorf("offline build: no base was built yet for this operating system and release (build once online)")
+		}
+		return strings.TrimSpace(string(data)), nil
+	}
+	state, err := b.mirrorState(ctx)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(spec + "\x00" + state))
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// BaseImageName is where the base with this key is stored.
+func BaseImageName(key string) string { return "localhost/builder/base:" + key[:40] }
+
+// EnsureBase returns the base image for b, bootstrapping and importing it
+// unless the store already has it. cached reports a store hit.
+func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img Image, cached bool, err error) {
+	key, err := b.BaseKey(ctx, o)
+	if err != nil {
+		return Image{}, false, err
+	}
+	name := BaseImageName(key)
+	if !o.Refresh && s.HasImage(name) {
+		return Image{Name: name, Key: key}, true, nil
+	}
+	if err := os.MkdirAll(o.TmpDir, 0o700); err != nil {
+		return Image{}, false, err
+	}
+	tmp, err := os.MkdirTemp(o.TmpDir, "bootstrap-")
+	if err != nil {
+		return Image{}, false, err
+	}
+	defer os.RemoveAll(tmp)
+	tarPath := filepath.Join(tmp, "base.tar")
+	if err := runMmdebstrap(ctx, b, tarPath, o); err != nil {
+		return Image{}, false, err
+	}
+	if _, err := s.ImportTarball(ctx, tarPath, name, b.Arch); err != nil {
+		return Image{}, false, err
+	}
+	if o.StateDir != "" {
+		if err := os.MkdirAll(o.StateDir, 0o755); err == nil {
+			rec := filepath.Join(o.StateDir, "base-"+b.specHash()[:32])
+			_ = writeIfDifferent(rec, []byte(key+"\n"))
+		}
+	}
+	return Image{Name: name, Key: key}, false, nil
+}
+
+func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptions) error {
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		return errors.New("mmdebstrap is not installed (apt-get install mmdebstrap, or run hack/setup.sh)")
+	}
+	args := []string{"--variant=" + b.Variant, "--format=tar", "--arch=" + b.Arch}
+	if len(b.Packages) > 0 {
+		args = append(args, "--include="+strings.Join(b.Packages, ","))
+	}
+	// eatmydata skips the fsync()s dpkg does for every file: the tree is
+	// packed into a tarball right after, so durability buys nothing here.
+	if _, err := exec.LookPath("eatmydata"); err == nil && exists("/usr/share/mmdebstrap/hooks/eatmydata") {
+		args = append(args, "--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata")
+	}
+	if o.AptCache != "" {
+		if err := os.MkdirAll(filepath.Join(o.AptCache, "partial"), 0o755); err != nil {
+			return err
+		}
+		// Reuse and keep the downloaded packages across builds.
+		args = append(args,
+			"--skip=essential/unlink",
+			`--setup-hook=mkdir -p "$1"/var/cache/apt/archives/`,
+			"--setup-hook=sync-in "+o.AptCache+" /var/cache/apt/archives/",
+			"--customize-hook=sync-out /var/cache/apt/archives "+o.AptCache,
+		)
+	}
+	for _, h := range b.EssentialHooks {
+		args = append(args, "--essential-hook="+h)
+	}
+	// Keep the package lists: hooks install packages without another
+	// "apt-get update"; dpkg's finalise.d removes them from the image.
+	args = append(args, "--skip=cleanup/apt/lists")
+	args = append(args, b.Suite, tarPath)
+	args = append(args, b.Sources...)
+	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	var tail tailBuffer
+	w := io.MultiWriter(&tail, orDiscard(o.Log))
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("mmdebstrap %s failed: %w\n%s", b.Suite, err, tail.String())
+	}
+	return nil
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// tailBuffer keeps the last lines written to it.
+type tailBuffer struct{ lines []string }
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	sc := bufio.NewScanner(strings.NewReader(string(p)))
+	for sc.Scan() {
+		t.lines = append(t.lines, sc.Text())
+		if len(t.lines) > 30 {
+			t.lines = t.lines[1:]
+		}
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return strings.Join(t.lines, "\n") }

@@ -1,0 +1,140 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// bootReport is the part of `builder boot-test --report` the tests read.
+type bootReport struct {
+	Passed    bool   `json:"passed"`
+	Reason    string `json:"reason"`
+	Seconds   float64 `json:"seconds"`
+	Accel     string `json:"accel"`
+	LoginSeen bool   `json:"login_seen"`
+	CloudInit struct {
+		Present  bool `json:"present"`
+		Finished bool `json:"finished"`
+	} `json:"cloud_init"`
+	Probe *struct {
+		Cmdline   string `json:"cmdline"`
+		RootBytes int64  `json:"root_bytes"`
+		DiskBytes int64  `json:"disk_bytes"`
+		User      string `json:"user"`
+	} `json:"probe"`
+}
+
+type qemuInfo struct {
+	Format      string `json:"format"`
+	VirtualSize int64  `json:"virtual-size"`
+	FormatSpecific struct {
+		Data struct {
+			CompressionType string `json:"compression-type"`
+		} `json:"data"`
+	} `json:"format-specific"`
+}
+
+func imageInfo(t *testing.T, path string) qemuInfo {
+	t.Helper()
+	out, err := exec.Command("qemu-img", "info", "--output=json", path).Output()
+	if err != nil {
+		t.Fatalf("qemu-img info %s: %v", path, err)
+	}
+	var qi qemuInfo
+	if err := json.Unmarshal(out, &qi); err != nil {
+		t.Fatal(err)
+	}
+	return qi
+}
+
+// The spine of the product: `builder image debian vm` gives a qcow2 that
+// boots, runs cloud-init, has the serial console on the kernel command line
+// and grows its root filesystem into a larger disk. A second build with
+// nothing changed reuses every step.
+func TestDebianVMBuildsAndBoots(t *testing.T) {
+	needE2E(t)
+	out := t.TempDir()
+	tmp := t.TempDir()
+	env := []string{"TMP_DIR=" + tmp}
+	ctx := withTimeout(t, 40*time.Minute)
+
+	start := time.Now()
+	r := runBuilder(t, ctx, env, "image", "debian", "vm", "-o", filepath.Join(out, "debian"), "--image-cache", cacheDir)
+	cold := time.Since(start)
+	if r.code != 0 {
+		t.Fatalf("build failed (exit %d)", r.code)
+	}
+	img := filepath.Join(out, "debian.qcow2")
+	qi := imageInfo(t, img)
+	if qi.Format != "qcow2" {
+		t.Fatalf("format %q, want qcow2", qi.Format)
+	}
+	if qi.FormatSpecific.Data.CompressionType != "zstd" {
+		t.Errorf("compression %q, want zstd", qi.FormatSpecific.Data.CompressionType)
+	}
+	if out, err := exec.Command("qemu-img", "check", img).CombinedOutput(); err != nil {
+		t.Fatalf("qemu-img check: %v\n%s", err, out)
+	}
+	for _, want := range []string{"install.d/01-package-installs [package-installs]", "finalise.d/40-update-initramfs [dpkg]", "timing", "boot-config"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("progress lacks %q", want)
+		}
+	}
+	if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
+		t.Errorf("left behind after a successful build: %v", l)
+	}
+
+	// Nothing changed: every step comes from the cache.
+	start = time.Now()
+	r2 := runBuilder(t, ctx, env, "image", "debian", "vm", "-o", filepath.Join(out, "debian"), "--image-cache", cacheDir)
+	warm := time.Since(start)
+	if r2.code != 0 {
+		t.Fatalf("rebuild failed")
+	}
+	if strings.Count(r2.stdout, "cached") < 5 || strings.Contains(r2.stdout, "bootstrapped") {
+		t.Errorf("rebuild did not reuse the cached steps:\n%s", r2.stdout)
+	}
+	// The first image was kept under its date, as DIB does.
+	if olds, _ := filepath.Glob(filepath.Join(out, "debian-*.qcow2")); len(olds) != 1 {
+		t.Errorf("previous image not kept with its date: %v", olds)
+	}
+	t.Logf("cold build %s, rebuild %s", cold.Round(time.Second), warm.Round(time.Second))
+
+	report := filepath.Join(out, "boot.json")
+	br := runBuilder(t, ctx, nil, "boot-test", img, "--report", report,
+		"--expect-cmdline", "console=tty0 console=ttyS0,115200", "--require-cloud-init", "--timeout", "15m")
+	var rep bootReport
+	data, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatalf("no boot report: %v", err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if br.code != 0 || !rep.Passed {
+		t.Fatalf("boot test failed: %s", rep.Reason)
+	}
+	if !rep.LoginSeen || !rep.CloudInit.Finished {
+		t.Errorf("login %v, cloud-init finished %v", rep.LoginSeen, rep.CloudInit.Finished)
+	}
+	if rep.Probe == nil {
+		t.Fatalf("the guest never reported its probe line")
+	}
+	if !strings.Contains(rep.Probe.Cmdline, "console=tty0 console=ttyS0,115200") {
+		t.Errorf("/proc/cmdline = %q", rep.Probe.Cmdline)
+	}
+	if rep.Probe.DiskBytes <= qi.VirtualSize {
+		t.Errorf("boot-test disk %d is not larger than the image %d", rep.Probe.DiskBytes, qi.VirtualSize)
+	}
+	if float64(rep.Probe.RootBytes) < 0.9*float64(rep.Probe.DiskBytes) {
+		t.Errorf("root filesystem %d did not grow to fill the %d-byte disk", rep.Probe.RootBytes, rep.Probe.DiskBytes)
+	}
+	if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
+		t.Errorf("left behind after boot-test: %v", l)
+	}
+}

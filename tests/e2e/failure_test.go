@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func testElements(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "testdata", "elements")
+}
+
+// A failing hook stops the build with its element, phase, script, exit code
+// and output; nothing is left behind and an existing image is untouched.
+func TestFailingHookLeavesNothing(t *testing.T) {
+	needE2E(t)
+	out, tmp := t.TempDir(), t.TempDir()
+	existing := filepath.Join(out, "img.qcow2")
+	if err := os.WriteFile(existing, []byte("the previous image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"TMP_DIR=" + tmp, "ELEMENTS_PATH=" + testElements(t)}
+	r := runBuilder(t, withTimeout(t, 20*time.Minute), env, "image", "debian-minimal", "vm", "fail-install",
+		"-o", filepath.Join(out, "img"), "--image-cache", cacheDir)
+	if r.code != 1 {
+		t.Fatalf("exit code %d, want 1", r.code)
+	}
+	for _, want := range []string{
+		"hook install.d/50-fail (element fail-install) failed with exit code 7",
+		"about to fail on purpose",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q", want)
+		}
+	}
+	if data, _ := os.ReadFile(existing); string(data) != "the previous image" {
+		t.Errorf("the existing output was changed")
+	}
+	ents, _ := os.ReadDir(out)
+	for _, e := range ents {
+		if e.Name() != "img.qcow2" && e.Name() != "img.d" {
+			t.Errorf("unexpected file in the output directory: %s", e.Name())
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "img.d", "logs", "install.d-50-fail.log")); err != nil {
+		t.Errorf("the failing hook's log was not kept next to the output: %v", err)
+	}
+	if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
+		t.Errorf("left behind: %v", l)
+	}
+}
+
+// Ctrl-C or SIGTERM in the middle of a hook stops it and every process it
+// started, and cleans up.
+func TestInterruptLeavesNothing(t *testing.T) {
+	needE2E(t)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			out, tmp := t.TempDir(), t.TempDir()
+			ctx := withTimeout(t, 20*time.Minute)
+			cmd := exec.CommandContext(ctx, builderBin, "image", "debian-minimal", "vm", "slow-install", "-v",
+				"-o", filepath.Join(out, "img"), "--image-cache", cacheDir)
+			cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + os.Getenv("HOME"),
+				"TMP_DIR=" + tmp, "ELEMENTS_PATH=" + testElements(t)}
+			stdout, _ := cmd.StdoutPipe()
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			started := make(chan struct{})
+			go func() {
+				sc := bufio.NewScanner(stdout)
+				once := false
+				for sc.Scan() {
+					if !once && strings.Contains(sc.Text(), "slow hook started") {
+						once = true
+						close(started)
+					}
+				}
+				io.Copy(io.Discard, stdout)
+			}()
+			select {
+			case <-started:
+			case <-time.After(15 * time.Minute):
+				cmd.Process.Kill()
+				t.Fatal("the slow hook never started")
+			}
+			sent := time.Now()
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			took := time.Since(sent)
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			t.Logf("exit %d after %s; stderr:\n%s", code, took.Round(time.Millisecond), stderr.String())
+			if code == 0 {
+				t.Fatalf("an interrupted build exited 0")
+			}
+			if took > 60*time.Second {
+				t.Errorf("took %s to stop", took)
+			}
+			if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
+				t.Errorf("left behind: %v", l)
+			}
+			if ents, _ := os.ReadDir(out); len(ents) != 0 {
+				t.Errorf("output directory not empty: %v", ents)
+			}
+		})
+	}
+}
+
+// Bad input fails at once with one line naming the culprit, and loses
+// nothing.
+func TestBadInput(t *testing.T) {
+	needE2E(t)
+	ro := t.TempDir()
+	os.Chmod(ro, 0o555)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown element", []string{"debian", "vm", "no-such-element"}, `"no-such-element" not found`},
+		{"no operating system", []string{"vm"}, "no operating-system element"},
+		{"two operating systems", []string{"debian-minimal", "vm", "fake-os"}, "provided by both"},
+		{"unknown type", []string{"-t", "qcow3", "debian", "vm"}, `unknown output type "qcow3"`},
+		{"image too small", []string{"--image-size", "0.3", "debian-minimal", "vm"}, "too small"},
+	}
+	fake := filepath.Join(t.TempDir(), "fake-os")
+	os.MkdirAll(fake, 0o755)
+	os.WriteFile(filepath.Join(fake, "element-provides"), []byte("operating-system\n"), 0o644)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, tmp := t.TempDir(), t.TempDir()
+			env := []string{"TMP_DIR=" + tmp, "ELEMENTS_PATH=" + filepath.Dir(fake)}
+			args := append([]string{"image", "-o", filepath.Join(out, "x"), "--image-cache", cacheDir}, c.args...)
+			r := runBuilder(t, withTimeout(t, 15*time.Minute), env, args...)
+			if r.code == 0 {
+				t.Fatalf("exit 0")
+			}
+			if !strings.Contains(r.stderr, c.want) {
+				t.Errorf("stderr lacks %q", c.want)
+			}
+			if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n > 0 {
+				t.Errorf("error takes %d lines, want one", n+1)
+			}
+			if ents, _ := os.ReadDir(out); len(ents) != 0 {
+				t.Errorf("output directory not empty")
+			}
+			if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
+				t.Errorf("left behind: %v", l)
+			}
+		})
+	}
+	t.Run("unwritable output", func(t *testing.T) {
+		if os.Geteuid() == 0 {
+			// root writes anywhere; a missing directory is the failure here.
+			r := runBuilder(t, context.Background(), nil, "image", "-o", "/nonexistent/dir/x", "debian", "vm")
+			if r.code == 0 || !strings.Contains(r.stderr, "/nonexistent/dir") {
+				t.Errorf("want an error naming the output directory")
+			}
+			return
+		}
+	})
+}
