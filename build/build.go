@@ -263,14 +263,14 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 
 	id := plan.ids
 	spec := assemble.DiskSpec{
-		RootDir:    root,
-		RootLabel:  req.RootLabel,
-		RootFSType: "ext4",
-		RootUUID:   id.RootUUID,
+		RootDir:     root,
+		RootLabel:   req.RootLabel,
+		RootFSType:  "ext4",
+		RootUUID:    id.RootUUID,
 		ESPVolumeID: id.ESPID,
-		DiskGUID:   id.DiskGUID,
-		BIOS:       true,
-		UEFI:       true,
+		DiskGUID:    id.DiskGUID,
+		BIOS:        true,
+		UEFI:        true,
 	}
 	if req.ImageSizeGiB > 0 {
 		spec.SizeBytes = int64(req.ImageSizeGiB * (1 << 30))

@@ -229,9 +229,9 @@ func hardLimits() []string {
 // host's network: it keeps buildah from looking for netavark.
 type hostNetworkOnly struct{ nettypes.ContainerNetwork }
 
-func (hostNetworkOnly) DefaultNetworkName() string          { return "host" }
-func (hostNetworkOnly) Drivers() []string                   { return nil }
-func (hostNetworkOnly) NetworkInfo() nettypes.NetworkInfo   { return nettypes.NetworkInfo{} }
+func (hostNetworkOnly) DefaultNetworkName() string                      { return "host" }
+func (hostNetworkOnly) Drivers() []string                               { return nil }
+func (hostNetworkOnly) NetworkInfo() nettypes.NetworkInfo               { return nettypes.NetworkInfo{} }
 func (hostNetworkOnly) Teardown(string, nettypes.TeardownOptions) error { return nil }
 func (hostNetworkOnly) Setup(string, nettypes.SetupOptions) (map[string]nettypes.StatusBlock, error) {
 	return nil, errors.New("builder runs hooks with the host network only")

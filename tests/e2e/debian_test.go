@@ -12,11 +12,11 @@ import (
 
 // bootReport is the part of `builder boot-test --report` the tests read.
 type bootReport struct {
-	Passed    bool   `json:"passed"`
-	Reason    string `json:"reason"`
+	Passed    bool    `json:"passed"`
+	Reason    string  `json:"reason"`
 	Seconds   float64 `json:"seconds"`
-	Accel     string `json:"accel"`
-	LoginSeen bool   `json:"login_seen"`
+	Accel     string  `json:"accel"`
+	LoginSeen bool    `json:"login_seen"`
 	CloudInit struct {
 		Present  bool `json:"present"`
 		Finished bool `json:"finished"`
@@ -30,8 +30,8 @@ type bootReport struct {
 }
 
 type qemuInfo struct {
-	Format      string `json:"format"`
-	VirtualSize int64  `json:"virtual-size"`
+	Format         string `json:"format"`
+	VirtualSize    int64  `json:"virtual-size"`
 	FormatSpecific struct {
 		Data struct {
 			CompressionType string `json:"compression-type"`
