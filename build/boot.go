@@ -23,10 +23,11 @@ var grubPlatforms = []struct{ host, inImage string }{
 	{"/usr/lib/grub/x86_64-efi", "boot/grub/x86_64-efi"},
 }
 
-// kernelCmdline is DIB's bootloader contract: root by label, consoles, then
+// kernelCmdline is DIB's bootloader contract: consoles, then
 // DIB_BOOTLOADER_DEFAULT_CMDLINE.
-func kernelCmdline(env map[string]string, rootLabel string) string {
-	parts := []string{"root=LABEL=" + rootLabel, "ro"}
+func kernelCmdline(env map[string]string) string {
+	// root=UUID= comes first, from assemble.GrubConfig.
+	parts := []string{"ro"}
 	if vt := env["DIB_BOOTLOADER_VIRTUAL_TERMINAL"]; vt != "" {
 		parts = append(parts, "console="+vt)
 	}
@@ -94,7 +95,7 @@ func (p *plan) bootStep(req Request, rep *progress.Reporter, prev []rootfs.Step)
 	if err != nil {
 		return rootfs.Step{}, err
 	}
-	cmdline := kernelCmdline(p.env, req.RootLabel)
+	cmdline := kernelCmdline(p.env)
 	grubCfg := assemble.GrubConfig(assemble.GrubConfigSpec{
 		RootUUID:      p.ids.RootUUID,
 		RootLabel:     req.RootLabel,
@@ -103,7 +104,7 @@ func (p *plan) bootStep(req Request, rep *progress.Reporter, prev []rootfs.Step)
 		Serial:        serialCommand(p.env),
 		Title:         prettyName(p.env),
 	})
-	fstab := assemble.Fstab(req.RootLabel, "ext4", p.ids.ESPID)
+	fstab := assemble.Fstab(req.RootLabel, "ext4", p.ids.ESPID, true)
 	id := sha256.Sum256([]byte(strings.Join([]string{"boot-v1", grubID, grubCfg, fstab}, "\x00")))
 	var t *progress.Task
 	return rootfs.Step{

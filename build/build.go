@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"builder/assemble"
-	"builder/elements"
 	"builder/internal/cleanup"
 	"builder/internal/progress"
 	"builder/rootfs"

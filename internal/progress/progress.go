@@ -131,7 +131,8 @@ func (r *Reporter) Summary() {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n%-48s %8s  %s\n", "timing", "seconds", "")
 	for _, t := range rows {
-		if t.level > 1 {
+		// Phases, and the steps in them that took a second or more.
+		if t.level > 1 || (t.level == 1 && t.dur < time.Second && t.status == "ok") {
 			continue
 		}
 		d := t.dur

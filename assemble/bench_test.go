@@ -1,0 +1,56 @@
+package assemble
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkBuildDisk times the whole path on a real tree given in
+// ASSEMBLE_BENCH_TREE (e.g. an mmdebstrap'd bookworm), then the qcow2
+// conversion. Run with -benchtime=1x; set ASSEMBLE_BENCH_OUT to write the
+// images somewhere other than the test's temp dir.
+//
+//	ASSEMBLE_BENCH_TREE=/var/tmp/asm-tree go test ./assemble/ -run - -bench BuildDisk -benchtime=1x
+func BenchmarkBuildDisk(b *testing.B) {
+	tree := os.Getenv("ASSEMBLE_BENCH_TREE")
+	if tree == "" {
+		b.Skip("skipping: set ASSEMBLE_BENCH_TREE to a root tree")
+	}
+	out := os.Getenv("ASSEMBLE_BENCH_OUT")
+	if out == "" {
+		out = b.TempDir()
+	}
+	for b.Loop() {
+		t0 := time.Now()
+		d, err := PlanDisk(bg, DiskSpec{RootDir: tree, RootUUID: testRootUUID, HeadroomBytes: 0})
+		if err != nil {
+			b.Fatal(err)
+		}
+		plan := time.Since(t0)
+		d.Spec.Files = append(d.Spec.Files,
+			File{Path: "/boot/grub/grub.cfg", Data: []byte(GrubConfig(GrubConfigSpec{RootUUID: testRootUUID, Serial: DefaultSerial}))},
+			File{Path: "/etc/fstab", Data: []byte(d.Fstab())})
+		img := filepath.Join(out, "bench.raw")
+		t1 := time.Now()
+		if err := BuildDisk(bg, d, img); err != nil {
+			b.Fatal(err)
+		}
+		build := time.Since(t1)
+		t2 := time.Now()
+		note, err := ConvertWithNote(bg, img, filepath.Join(out, "bench.qcow2"), QCOW2, ConvertOptions{Compress: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		conv := time.Since(t2)
+		st, _ := os.Stat(filepath.Join(out, "bench.qcow2"))
+		b.Logf("tree %s: %d files, content %s; disk %s, root fs %s (min %s)",
+			tree, d.Usage.Files, humanBytes(d.Usage.ContentBytes()), humanBytes(d.Table.DiskSizeBytes),
+			humanBytes(d.RootFSBytes), humanBytes(MinRootFSBytes(d.Usage)))
+		b.Logf("PlanDisk %.2fs, BuildDisk %.2fs, qcow2 zstd %.2fs (%s) %s",
+			plan.Seconds(), build.Seconds(), conv.Seconds(), humanBytes(st.Size()), note)
+		b.ReportMetric(build.Seconds(), "build-s")
+		b.ReportMetric(conv.Seconds(), "qcow2-s")
+	}
+}
