@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"builder/assemble"
 	"builder/internal/cleanup"
@@ -283,22 +282,25 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 		t.Fail(err)
 		return nil, err
 	}
+	// A raw output is assembled in place; otherwise the raw disk is a work
+	// file the conversions read.
 	rawPath := filepath.Join(run.Work, "disk.raw")
-	var rawOut *output
-	for i := range outs {
-		if outs[i].Type == "raw" {
-			rawOut = &outs[i]
-			rawPath = outs[i].Temp
+	for _, o := range outs {
+		if o.Type == "raw" {
+			rawPath = o.Temp
 		}
 	}
 	tempHandles := map[string]cleanup.Handle{}
 	for _, o := range outs {
 		o := o
 		tempHandles[o.Temp] = stack.Push("partial output "+o.Temp, func() error {
-			if err := os.Remove(o.Temp); err != nil && !os.IsNotExist(err) {
-				return err
+			var errs []error
+			for _, p := range []string{o.Temp, o.Temp + ".md5", o.Temp + ".sha256"} {
+				if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+					errs = append(errs, err)
+				}
 			}
-			return nil
+			return errors.Join(errs...)
 		})
 	}
 	if err := assemble.BuildDisk(ctx, disk, rawPath); err != nil {
@@ -340,7 +342,6 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	_ = rawOut
 
 	if req.Checksum || req.Env["DIB_CHECKSUM"] != "" {
 		ct := rep.Phase("checksum", "md5, sha256")
@@ -447,5 +448,3 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%d KiB", n>>10)
 	}
 }
-
-var _ = time.Now

@@ -270,6 +270,7 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	delete(keyEnv, "IMAGE_ELEMENT_YAML") // paths; IMAGE_ELEMENT has the names
 	env := copyEnv(p.hookEnv)
 	var mounts []rootfs.Mount
+	var writable []string
 	if ph.Inside {
 		env["TMP_HOOKS_PATH"] = rootfs.InTargetHooks
 		if p.aptCache != "" {
@@ -278,6 +279,14 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	} else {
 		env["TMP_HOOKS_PATH"] = p.tree.Dir
 		env["TMP_BUILD_DIR"] = run.Work
+		// The only host paths an outside hook may write: its target, the
+		// hooks tree, a temp dir of its own and the image cache.
+		tmp := filepath.Join(run.Work, "tmp")
+		if err := os.MkdirAll(tmp, 0o700); err != nil {
+			return rootfs.Step{}, err
+		}
+		env["TMPDIR"] = tmp
+		writable = []string{tmp, p.env["DIB_IMAGE_CACHE"]}
 	}
 	id := sha256.New()
 	fmt.Fprintf(id, "tree=%s\n", treeHash)
@@ -295,6 +304,7 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		HooksDir: p.tree.Dir,
 		Env:      envList(env),
 		Mounts:   mounts,
+		Writable: writable,
 		Identity: hex.EncodeToString(id.Sum(nil)),
 		Progress: rep,
 		Echo:     echo,

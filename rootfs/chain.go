@@ -3,6 +3,7 @@ package rootfs
 import (
 	"context"
 	"crypto/sha256"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,6 +41,9 @@ func (k StepKind) String() string {
 	}
 }
 
+//go:embed outside.sh
+var outsideScript []byte
+
 // Step is one unit of work on the root filesystem, cached under its key.
 type Step struct {
 	Name string
@@ -51,8 +55,11 @@ type Step struct {
 	Env      []string
 	Mounts   []Mount // Inside only
 	// Dir is the working directory of an Outside command.
-	Dir  string
-	Edit func(ctx context.Context, root string) error // Tree only
+	Dir string
+	// Writable are the host paths an Outside command may write besides the
+	// root filesystem; the rest of the host is read-only to it.
+	Writable []string
+	Edit     func(ctx context.Context, root string) error // Tree only
 	// Output receives the command's combined stdout and stderr.
 	Output io.Writer
 	// Wrap turns a failure into a more useful error (which hook failed).
@@ -188,12 +195,18 @@ func runOutside(ctx context.Context, st Step, root string, out io.Writer) error 
 	if len(st.Command) == 0 {
 		return errors.New("outside step without a command")
 	}
-	cmd := exec.Command(st.Command[0], st.Command[1:]...)
+	// The hook sees the host read-only except its target, the hooks tree
+	// and the paths the step names (a private temp dir, the image cache).
+	args := []string{"/bin/bash", "-c", string(outsideScript), "outside.sh", root}
+	args = append(args, st.Writable...)
+	args = append(args, "--")
+	args = append(args, st.Command...)
+	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(append([]string(nil), st.Env...), "TARGET_ROOT="+root, "TMP_MOUNT_PATH="+root)
 	cmd.Dir = st.Dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Stdin = nil
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Unshareflags: syscall.CLONE_NEWNS}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", st.Command[0], err)
 	}

@@ -232,3 +232,41 @@ func markedProcesses() []string {
 	}
 	return out
 }
+
+// Outside hooks see the host read-only, except their target and the paths
+// they were given.
+func TestOutsideHookCannotWriteTheHost(t *testing.T) {
+	s, base := testStore(t)
+	allowed := t.TempDir()
+	forbidden := t.TempDir()
+	script := `set -u
+touch "$TARGET_ROOT/etc/from-outside" && echo target-ok
+touch "` + allowed + `/x" && echo allowed-ok
+touch "` + forbidden + `/x" 2>/dev/null && echo forbidden-WRITTEN
+touch /etc/builder-escape-test 2>/dev/null && echo etc-WRITTEN
+exit 0`
+	var out bytes.Buffer
+	st := Step{Name: "outside", Kind: Outside, Identity: "sandbox", Output: &out,
+		Command: []string{"/bin/bash", "-c", script}, Env: []string{"PATH=/usr/bin:/bin"},
+		Writable: []string{allowed}}
+	var stack cleanup.Stack
+	img, err := s.RunChain(context.Background(), base, []Step{st}, ChainOptions{RunID: "t4", Cleanup: &stack})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stack.Run()
+	got := out.String()
+	if !strings.Contains(got, "target-ok") || !strings.Contains(got, "allowed-ok") {
+		t.Errorf("hook could not write where it may: %q", got)
+	}
+	if strings.Contains(got, "WRITTEN") {
+		t.Errorf("hook wrote the host: %q", got)
+	}
+	if _, err := os.Stat("/etc/builder-escape-test"); err == nil {
+		os.Remove("/etc/builder-escape-test")
+		t.Errorf("/etc/builder-escape-test exists")
+	}
+	if readInImage(t, s, img, "etc/from-outside") != "" {
+		t.Errorf("the target file is missing from the committed image")
+	}
+}

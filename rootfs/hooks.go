@@ -66,7 +66,8 @@ type PhaseRun struct {
 	Inside   bool
 	HooksDir string // host path of the hooks tree
 	Env      []string
-	Mounts   []Mount // extra mounts inside (package caches)
+	Mounts   []Mount  // extra mounts inside (package caches)
+	Writable []string // host paths outside hooks may write besides the target
 	Identity string
 	Progress *progress.Reporter
 	// Echo receives hook output as it happens (nil: keep it quiet).
@@ -101,6 +102,7 @@ func PhaseStep(p PhaseRun) Step {
 		st.Kind = Outside
 		st.Command = append([]string{"/bin/bash", filepath.Join(p.HooksDir, RunPartsName), filepath.Join(p.HooksDir, p.Phase)}, scripts...)
 		st.Dir = p.HooksDir
+		st.Writable = append([]string{p.HooksDir}, p.Writable...)
 	}
 	st.Begin = func() {
 		out.task = p.Progress.Phase(p.Phase, fmt.Sprintf("%d hooks, %s", len(p.Hooks), where(p.Inside)))

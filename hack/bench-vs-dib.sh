@@ -1,0 +1,60 @@
+#!/bin/bash
+# Side-by-side build times of builder and diskimage-builder on this machine,
+# for the same image (`vm debian-minimal`): builder cold (empty cache), builder
+# warm (nothing changed), builder with one late hook changed, and DIB cold.
+# Usage: hack/bench-vs-dib.sh [RESULTS_DIR]   (root; DIB from ../shared/tools)
+# Run it on a quiet machine: every figure is wall-clock time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+results=${1:-/var/tmp/builder-bench}
+dib_runner=${DIB_RUNNER:-$(cd .. && pwd)/shared/tools/dib-baseline/run-dib.sh}
+mkdir -p "$results"
+hack/setup.sh >/dev/null
+if ! command -v disk-image-create >/dev/null; then
+    apt-get install -y -q --no-install-recommends python3-diskimage-builder >/dev/null
+fi
+bin=$PWD/bin/builder
+work=$(mktemp -d /var/tmp/builder-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+elements=${BENCH_ELEMENTS:-debian-minimal vm}
+
+
+timeit() { # label, command...
+    local label=$1; shift
+    local start end
+    start=$(date +%s%N)
+    "$@" > "$results/$label.log" 2>&1
+    end=$(date +%s%N)
+    awk -v a="$start" -v b="$end" 'BEGIN{printf "%.1f", (b-a)/1e9}'
+}
+
+cache=$work/cache
+# shellcheck disable=SC2086
+cold=$(timeit builder-cold "$bin" image $elements -o "$work/b" --image-cache "$cache")
+# shellcheck disable=SC2086
+warm=$(timeit builder-warm env OVERWRITE_OLD_IMAGE=1 "$bin" image $elements -o "$work/b" --image-cache "$cache")
+# One late change: a finalise.d hook of a user element.
+mkdir -p "$work/el/late-change/finalise.d"
+printf '#!/bin/bash\necho changed > /etc/late-change\n' > "$work/el/late-change/finalise.d/60-late"
+chmod +x "$work/el/late-change/finalise.d/60-late"
+# shellcheck disable=SC2086
+late=$(timeit builder-late env OVERWRITE_OLD_IMAGE=1 ELEMENTS_PATH="$work/el" "$bin" image $elements late-change -o "$work/b" --image-cache "$cache")
+bsize=$(stat -c %s "$work/b.qcow2")
+bvsize=$(qemu-img info --output=json "$work/b.qcow2" | awk -F'[:,]' '/"virtual-size"/{print $2; exit}')
+
+dibcache=$work/dib-cache
+# shellcheck disable=SC2086
+dib=$(timeit dib-cold env DIB_IMAGE_CACHE="$dibcache" TMP_DIR="$work/dibtmp" "$dib_runner" "$work/d" -t qcow2 $elements)
+dsize=$(stat -c %s "$work/d.qcow2")
+dvsize=$(qemu-img info --output=json "$work/d.qcow2" | awk -F'[:,]' '/"virtual-size"/{print $2; exit}')
+
+{
+    echo "# builder vs diskimage-builder, $(date -u +%F), $(nproc) cores, load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "elements: $elements"
+    printf '%-28s %10s %14s %14s\n' run seconds "qcow2 bytes" "virtual bytes"
+    printf '%-28s %10s %14s %14s\n' "builder cold" "$cold" "$bsize" "$bvsize"
+    printf '%-28s %10s\n' "builder warm (no change)" "$warm"
+    printf '%-28s %10s\n' "builder late hook changed" "$late"
+    printf '%-28s %10s %14s %14s\n' "DIB cold" "$dib" "$dsize" "$dvsize"
+    awk -v c="$cold" -v d="$dib" 'BEGIN{printf "builder cold / DIB cold = %.2f\n", c/d}'
+} | tee "$results/summary.txt"
