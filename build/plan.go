@@ -36,16 +36,6 @@ func hookEnvironment(req Request, res *elements.Resolution, cache string) map[st
 	for k, v := range req.Env {
 		env[k] = v
 	}
-	names := res.Names()
-	var yaml strings.Builder
-	yaml.WriteString("{")
-	for i, e := range res.Elements {
-		if i > 0 {
-			yaml.WriteString(", ")
-		}
-		fmt.Fprintf(&yaml, "%s: %s", e.Name, e.Dir)
-	}
-	yaml.WriteString("}")
 	deb, sec := hostAptMirrors("/")
 	set := map[string]string{
 		"PATH":                                hostPath,
@@ -53,8 +43,6 @@ func hookEnvironment(req Request, res *elements.Resolution, cache string) map[st
 		"LC_ALL":                              "C",
 		"ARCH":                                req.Arch,
 		"IMAGE_NAME":                          imageName(req),
-		"IMAGE_ELEMENT":                       strings.Join(names, " "),
-		"IMAGE_ELEMENT_YAML":                  yaml.String(),
 		"DIB_IMAGE_CACHE":                     cache,
 		"DIB_DEBUG_TRACE":                     fmt.Sprint(req.Trace),
 		"DIB_ROOT_LABEL":                      req.RootLabel,
@@ -67,6 +55,9 @@ func hookEnvironment(req Request, res *elements.Resolution, cache string) map[st
 		"BUILDER_HOST_DEBIAN_SECURITY_MIRROR": sec,
 	}
 	for k, v := range set {
+		env[k] = v
+	}
+	for k, v := range res.Env().Vars() {
 		env[k] = v
 	}
 	if env["DIB_DEFAULT_INSTALLTYPE"] == "" {
@@ -267,7 +258,9 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	}
 	delete(keyEnv, "DIB_IMAGE_CACHE")
 	delete(keyEnv, "ELEMENTS_PATH")
-	delete(keyEnv, "IMAGE_ELEMENT_YAML") // paths; IMAGE_ELEMENT has the names
+	// Element paths; IMAGE_ELEMENT has the names.
+	delete(keyEnv, "IMAGE_ELEMENT_YAML")
+	delete(keyEnv, "BASH_FUNC_get_image_element_array%%")
 	env := copyEnv(p.hookEnv)
 	var mounts []rootfs.Mount
 	var writable []string

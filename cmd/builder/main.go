@@ -16,6 +16,7 @@ import (
 	"go.podman.io/storage/pkg/unshare"
 
 	"builder/cmd/boottest"
+	elementscmd "builder/cmd/elements"
 	"builder/cmd/image"
 	"builder/rootfs"
 )
@@ -56,7 +57,7 @@ func run() int {
 			}
 		},
 	}
-	root.AddCommand(image.NewCmdImage(nil), boottest.NewCmdBootTest(nil))
+	root.AddCommand(image.NewCmdImage(nil), boottest.NewCmdBootTest(nil), elementscmd.NewCmdElements())
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
