@@ -57,10 +57,21 @@ func run() int {
 			}
 		},
 	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &image.UsageError{Err: fmt.Errorf("%w (see builder %s --help)", err, c.Name())}
+	})
 	root.AddCommand(image.NewCmdImage(nil), boottest.NewCmdBootTest(nil), elementscmd.NewCmdElements())
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
+	}
+	var bt *boottest.ExitError
+	if errors.As(err, &bt) {
+		// boot-test has printed its verdict already.
+		if errors.Is(err, context.Canceled) {
+			return 130
+		}
+		return bt.Code
 	}
 	fmt.Fprintf(os.Stderr, "builder: %v\n", err)
 	var he *rootfs.HookError
@@ -70,10 +81,6 @@ func run() int {
 	var ue *image.UsageError
 	if errors.As(err, &ue) {
 		return 2
-	}
-	var ee interface{ ExitCode() int }
-	if errors.As(err, &ee) {
-		return ee.ExitCode()
 	}
 	if errors.Is(err, context.Canceled) {
 		return 130

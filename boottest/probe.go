@@ -1,0 +1,123 @@
+package boottest
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// probeMarker starts the one line the guest-side probe writes to ttyS0.
+const probeMarker = "BUILDER-PROBE "
+
+// Probe holds the facts the guest reported about itself.
+type Probe struct {
+	// Cmdline is the guest's /proc/cmdline.
+	Cmdline string `json:"cmdline"`
+	// RootBytes is the size of the filesystem mounted on / (df).
+	RootBytes int64 `json:"root_bytes"`
+	// DiskBytes is the size of the whole disk that holds /.
+	DiskBytes int64 `json:"disk_bytes"`
+	// User is the output of `id USER` inside the guest.
+	User string `json:"user"`
+	// FailedUnits is the number of failed systemd units when the probe ran
+	// (-1 when systemctl was not available).
+	FailedUnits int `json:"failed_units"`
+	// FailedUnitNames names them (absent from older probes).
+	FailedUnitNames []string `json:"failed_unit_names,omitempty"`
+	// Sudo is "yes" when the test user may sudo without a password, "no"
+	// when not, "" when the guest could not tell (no sudo installed).
+	Sudo string `json:"sudo,omitempty"`
+}
+
+// ParseProbe parses a line starting with "BUILDER-PROBE ". Fields are
+// key=value separated by spaces; text fields are base64 so that they cannot
+// contain spaces. Unknown keys are ignored so the probe can grow.
+func ParseProbe(line string) (*Probe, error) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(line), strings.TrimSpace(probeMarker))
+	if !ok {
+		return nil, fmt.Errorf("probe line does not start with %q", probeMarker)
+	}
+	seen := map[string]bool{}
+	var p Probe
+	for _, f := range strings.Fields(rest) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("probe field %q has no '=' (line garbled by other console output?)", f)
+		}
+		var err error
+		switch k {
+		case "cmdline":
+			p.Cmdline, err = decodeB64(v)
+			p.Cmdline = strings.TrimSpace(p.Cmdline)
+		case "root_bytes":
+			p.RootBytes, err = strconv.ParseInt(v, 10, 64)
+		case "disk_bytes":
+			p.DiskBytes, err = strconv.ParseInt(v, 10, 64)
+		case "user":
+			p.User, err = decodeB64(v)
+			p.User = strings.TrimSpace(p.User)
+		case "failed_units":
+			p.FailedUnits, err = strconv.Atoi(v)
+		case "failed_names":
+			var names string
+			names, err = decodeB64(v)
+			if f := strings.Fields(names); len(f) > 0 {
+				p.FailedUnitNames = f
+			}
+		case "sudo":
+			p.Sudo = v
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("probe field %s: %w", k, err)
+		}
+		seen[k] = true
+	}
+	for _, k := range []string{"cmdline", "root_bytes", "disk_bytes", "user", "failed_units"} {
+		if !seen[k] {
+			return nil, fmt.Errorf("probe line has no %s field (line cut short?)", k)
+		}
+	}
+	return &p, nil
+}
+
+func decodeB64(v string) (string, error) {
+	b, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// probeScript is the guest-side probe, run by cloud-init's runcmd (final
+// stage, so growpart and resizefs have run). It must stay POSIX sh and use
+// only what a minimal Debian/Ubuntu/Fedora has; a missing tool gives 0 or
+// -1, never a missing field. It writes exactly one line to ttyS0, the
+// console the host reads.
+const probeScript = `#!/bin/sh
+# builder boot-test probe: report facts about this boot on the serial console.
+# Errors of missing tools must not reach the console (cloud-init copies
+# runcmd output there); a missing fact becomes 0 or -1 instead.
+exec 2>/dev/null
+b64() { base64 -w0 2>/dev/null || base64 | tr -d '\n'; }
+cmdline=$(b64 < /proc/cmdline)
+root_bytes=$(df -B1 --output=size / 2>/dev/null | tail -n 1 | tr -d ' ')
+src=$(findmnt -n -o SOURCE / 2>/dev/null)
+src=${src%%\[*}
+disk_bytes=$(lsblk -b -s -n -l -o TYPE,SIZE "$src" 2>/dev/null | awk '$1=="disk"{print $2; exit}')
+user=$(id "$1" 2>&1 | b64)
+if command -v systemctl >/dev/null 2>&1; then
+  names=$(systemctl list-units --failed --no-legend --plain 2>/dev/null | awk '{print $1}')
+  failed=$(printf '%s' "$names" | grep -c .)
+else
+  names= failed=-1
+fi
+sudo=
+if command -v sudo >/dev/null 2>&1; then
+  if sudo -n -l -U "$1" 2>/dev/null | grep -q NOPASSWD; then sudo=yes; else sudo=no; fi
+fi
+printf 'BUILDER-PROBE cmdline=%s root_bytes=%s disk_bytes=%s user=%s failed_units=%s failed_names=%s sudo=%s\n' \
+  "$cmdline" "${root_bytes:-0}" "${disk_bytes:-0}" "$user" "${failed:--1}" "$(printf '%s' "$names" | b64)" "$sudo" > /dev/ttyS0
+`
