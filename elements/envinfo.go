@@ -31,8 +31,8 @@ func (r *Resolution) Env() ImageElementEnv {
 // bash function (bash imports BASH_FUNC_<name>%% variables as functions).
 func (e ImageElementEnv) Vars() map[string]string {
 	return map[string]string{
-		"IMAGE_ELEMENT":                     e.Element,
-		"IMAGE_ELEMENT_YAML":                e.ElementYAML,
+		"IMAGE_ELEMENT":                       e.Element,
+		"IMAGE_ELEMENT_YAML":                  e.ElementYAML,
 		"BASH_FUNC_get_image_element_array%%": "() {  echo " + shellSingleQuote(e.ArrayBody) + "\n}",
 	}
 }
