@@ -277,6 +277,11 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 	if mb, err := strconv.ParseInt(plan.env["DIB_IMAGE_EXTRA_SIZE"], 10, 64); err == nil && mb > 0 {
 		spec.HeadroomBytes += mb << 20
 	}
+	placeManifests, err := stageManifests(root, outs, stack)
+	if err != nil {
+		t.Fail(err)
+		return nil, err
+	}
 	disk, err := assemble.PlanDisk(ctx, spec)
 	if err != nil {
 		t.Fail(err)
@@ -371,7 +376,52 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 		}
 		rep.Phase("output", o.Final).Done("")
 	}
+	if err := placeManifests(); err != nil {
+		return nil, err
+	}
 	return disk, nil
+}
+
+// stageManifests copies the image's /etc/dib-manifests (DIB's manifests
+// element) beside the outputs; the returned function puts the copy in place
+// as NAME.d/dib-manifests, together with the outputs.
+func stageManifests(root string, outs []output, stack *cleanup.Stack) (func() error, error) {
+	src := filepath.Join(root, "etc", "dib-manifests")
+	if _, err := os.Stat(src); err != nil || len(outs) == 0 {
+		return func() error { return nil }, nil
+	}
+	dir := strings.TrimSuffix(outs[0].Final, "."+outs[0].Type) + ".d"
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("manifests: %w", err)
+	}
+	h := stack.Push("staged manifests "+tmp, func() error { return os.RemoveAll(tmp) })
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
+			return nil, fmt.Errorf("manifests: %w", err)
+		}
+	}
+	return func() error {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		final := filepath.Join(dir, "dib-manifests")
+		if err := os.RemoveAll(final); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, final); err != nil {
+			return fmt.Errorf("manifests: %w", err)
+		}
+		h.Forget()
+		return nil
+	}, nil
 }
 
 // keepOld renames an existing output with its date, as DIB does, unless

@@ -32,9 +32,13 @@ type plan struct {
 // the user's build variables and the variables DIB defines for hooks. The
 // host's own environment stays out.
 func hookEnvironment(req Request, res *elements.Resolution, cache string) map[string]string {
+	// DIB_* variables and proxies reach hooks; builder's own controls
+	// (TMP_DIR, OVERWRITE_OLD_IMAGE, ...) do not.
 	env := map[string]string{}
 	for k, v := range req.Env {
-		env[k] = v
+		if strings.HasPrefix(k, "DIB_") || contains(passThrough, k) {
+			env[k] = v
+		}
 	}
 	deb, sec := hostAptMirrors("/")
 	set := map[string]string{
@@ -50,6 +54,7 @@ func hookEnvironment(req Request, res *elements.Resolution, cache string) map[st
 		"DIB_OFFLINE":                         map[bool]string{true: "1", false: ""}[req.Offline],
 		"DIB_NO_TMPFS":                        map[bool]string{true: "1", false: "0"}[req.NoTmpfs],
 		"DIB_PYTHON_VERSION":                  "3",
+		"BUILDER_USER_HOME":                   os.Getenv("HOME"),
 		"ELEMENTS_PATH":                       strings.Join(req.ElementsPath, ":"),
 		"BUILDER_HOST_DEBIAN_MIRROR":          deb,
 		"BUILDER_HOST_DEBIAN_SECURITY_MIRROR": sec,
@@ -256,7 +261,10 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	if !p.mentions(ph.Name, "IMAGE_NAME") {
 		delete(keyEnv, "IMAGE_NAME")
 	}
-	delete(keyEnv, "DIB_IMAGE_CACHE")
+	// Variables that shape outputs or logs, not the tree.
+	for _, k := range outputOnlyVars {
+		delete(keyEnv, k)
+	}
 	delete(keyEnv, "ELEMENTS_PATH")
 	// Element paths; IMAGE_ELEMENT has the names.
 	delete(keyEnv, "IMAGE_ELEMENT_YAML")
@@ -272,6 +280,9 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	} else {
 		env["TMP_HOOKS_PATH"] = p.tree.Dir
 		env["TMP_BUILD_DIR"] = run.Work
+		// As DIB: elements' bin/ tools (cache-url, ...) are on the PATH of
+		// outside hooks.
+		env["PATH"] = hostPath + ":" + filepath.Join(p.tree.Dir, "bin")
 		// The only host paths an outside hook may write: its target, the
 		// hooks tree, a temp dir of its own and the image cache.
 		tmp := filepath.Join(run.Work, "tmp")
@@ -319,6 +330,15 @@ func (p *plan) mentions(phase, s string) bool {
 		}
 	}
 	return false
+}
+
+// outputOnlyVars are hook-visible variables that change how a build is
+// written or logged, not what is in the tree; they are not part of step keys.
+var outputOnlyVars = []string{
+	"DIB_IMAGE_CACHE", "DIB_CHECKSUM", "DIB_IMAGE_SIZE", "DIB_IMAGE_EXTRA_SIZE",
+	"DIB_DEBUG_TRACE", "DIB_NO_TMPFS", "DIB_MIN_TMPFS", "DIB_QUIET", "DIB_NO_TIMESTAMP",
+	"DIB_SHOW_IMAGE_USAGE", "DIB_SHOW_IMAGE_USAGE_FULL", "DIB_JOURNAL_SIZE",
+	"BUILDER_USER_HOME",
 }
 
 func copyEnv(m map[string]string) map[string]string {
