@@ -80,7 +80,7 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, fmt.Errorf("image cache %s: %w", cache, err)
 	}
-	run, err := startRun(req.TmpDir, req.RunRoot, &stack)
+	run, err := startRun(req.TmpDir, req.RunRoot, !req.NoTmpfs, &stack)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 		t.Printf("removed what %d killed build(s) left behind", n)
 	}
 
-	base, err := plan.ensureBase(ctx, rep, store, req, cache)
+	base, err := plan.ensureBase(ctx, rep, store, req, cache, run)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +289,7 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 	}
 	// A raw output is assembled in place; otherwise the raw disk is a work
 	// file the conversions read.
-	rawPath := filepath.Join(run.Work, "disk.raw")
+	rawPath := filepath.Join(run.Scratch, "disk.raw")
 	for _, o := range outs {
 		if o.Type == "raw" {
 			rawPath = o.Temp

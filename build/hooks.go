@@ -68,17 +68,54 @@ func hashTree(dir string, skip func(top string) bool) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// phaseTreeHash hashes what a phase's hooks can see of the hooks tree: all of
-// it except other phases' script directories, so editing a finalise.d script
-// does not invalidate install.d.
-func phaseTreeHash(dir, phase string) (string, error) {
+// otherPhase says whether a top-level entry of the hooks tree is another
+// phase's script directory: what a phase's hooks can see is all of the tree
+// except those, so editing a finalise.d script does not invalidate install.d.
+func otherPhase(phase string) func(top string) bool {
 	phaseDirs := map[string]bool{packagesPhase: true}
 	for _, p := range elements.Phases {
 		phaseDirs[p.Name] = true
 	}
-	return hashTree(dir, func(top string) bool {
-		return phaseDirs[top] && top != phase
+	return func(top string) bool { return phaseDirs[top] && top != phase }
+}
+
+// phaseTreeHash hashes what a phase's hooks can see of the hooks tree.
+func phaseTreeHash(dir, phase string) (string, error) {
+	return hashTree(dir, otherPhase(phase))
+}
+
+// phaseMentions reports which of words appear in any file a phase's hooks
+// can see (scripts, environment.d, helpers they may source).
+func phaseMentions(dir, phase string, words []string) (map[string]bool, error) {
+	found := map[string]bool{}
+	skip := otherPhase(phase)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		top, _, _ := strings.Cut(rel, string(filepath.Separator))
+		if rel != "." && skip(top) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, w := range words {
+			if !found[w] && strings.Contains(string(data), w) {
+				found[w] = true
+			}
+		}
+		return nil
 	})
+	return found, err
 }
 
 // writePackageInstalls writes the resolved package list the

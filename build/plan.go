@@ -159,7 +159,7 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 	return p, nil
 }
 
-func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *rootfs.Store, req Request, cache string) (rootfs.Image, error) {
+func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *rootfs.Store, req Request, cache string, run *runDir) (rootfs.Image, error) {
 	bs, ok, err := readRootfsSource(p.res.OS.Dir, p.env, req.Arch)
 	if err != nil {
 		return rootfs.Image{}, err
@@ -175,9 +175,10 @@ func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *ro
 	img, cached, err := store.EnsureBase(ctx, bs, rootfs.BaseOptions{
 		StateDir: filepath.Join(cache, "builder", "state"),
 		AptCache: p.aptCache,
-		TmpDir:   req.TmpDir,
+		TmpDir:   run.Scratch,
 		Offline:  req.Offline,
 		Log:      logWriter(req, &log),
+		Progress: t,
 	})
 	if err != nil {
 		t.Fail(err)
@@ -256,10 +257,18 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		return rootfs.Step{}, err
 	}
 	keyEnv := copyEnv(stable)
-	// IMAGE_NAME changes with -o; it is part of the key only where a
-	// hook or environment file of this phase mentions it.
-	if !p.mentions(ph.Name, "IMAGE_NAME") {
+	// The output name and the element set are part of the key only where a
+	// file the phase's hooks can see mentions them: -o or an added element
+	// must not rebuild everything.
+	mentioned, err := phaseMentions(p.tree.Dir, ph.Name, []string{"IMAGE_NAME", "IMAGE_ELEMENT", "get_image_element_array"})
+	if err != nil {
+		return rootfs.Step{}, err
+	}
+	if !mentioned["IMAGE_NAME"] {
 		delete(keyEnv, "IMAGE_NAME")
+	}
+	if !mentioned["IMAGE_ELEMENT"] && !mentioned["get_image_element_array"] {
+		delete(keyEnv, "IMAGE_ELEMENT")
 	}
 	// Variables that shape outputs or logs, not the tree.
 	for _, k := range outputOnlyVars {
@@ -314,22 +323,6 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		Echo:     echo,
 		LogDir:   filepath.Join(run.Work, "logs"),
 	}), nil
-}
-
-// mentions reports whether a phase's scripts or any environment.d file
-// contain s.
-func (p *plan) mentions(phase, s string) bool {
-	dirs := []string{filepath.Join(p.tree.Dir, phase), filepath.Join(p.tree.Dir, elements.EnvironmentDir)}
-	for _, d := range dirs {
-		ents, _ := os.ReadDir(d)
-		for _, e := range ents {
-			data, err := os.ReadFile(filepath.Join(d, e.Name()))
-			if err == nil && strings.Contains(string(data), s) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // outputOnlyVars are hook-visible variables that change how a build is

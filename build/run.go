@@ -18,15 +18,19 @@ import (
 // and the raw disk, and a lock file that says the build is alive. A later
 // build that can take the lock knows the owner died and removes its leftovers.
 type runDir struct {
-	ID    string
-	Work  string
-	locks string
-	lock  *os.File
+	ID   string
+	Work string
+	// Scratch holds bulky transient data (the bootstrap tree and tarball,
+	// the raw disk): on tmpfs when there is room, as DIB's build dirs are,
+	// else the same as Work.
+	Scratch string
+	locks   string
+	lock    *os.File
 }
 
 // startRun creates the work directory under tmpDir and takes the run lock
 // under runRoot. Both are released through stack.
-func startRun(tmpDir, runRoot string, stack *cleanup.Stack) (*runDir, error) {
+func startRun(tmpDir, runRoot string, useTmpfs bool, stack *cleanup.Stack) (*runDir, error) {
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
@@ -44,6 +48,15 @@ func startRun(tmpDir, runRoot string, stack *cleanup.Stack) (*runDir, error) {
 	}
 	r.Work = work
 	stack.Push("work directory "+work, func() error { return removeAll(work) })
+	r.Scratch = work
+	if useTmpfs {
+		if shm := tmpfsWithRoom(scratchNeed); shm != "" {
+			if d, err := os.MkdirTemp(shm, "builder."+r.ID+"."); err == nil {
+				r.Scratch = d
+				stack.Push("scratch directory "+d, func() error { return removeAll(d) })
+			}
+		}
+	}
 
 	lockPath := filepath.Join(r.locks, r.ID+".lock")
 	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
@@ -54,8 +67,11 @@ func startRun(tmpDir, runRoot string, stack *cleanup.Stack) (*runDir, error) {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
 	}
-	// The lock file names the work directory, for whoever cleans up after us.
+	// The lock file names the directories, for whoever cleans up after us.
 	_, _ = f.WriteString(work + "\n")
+	if r.Scratch != work {
+		_, _ = f.WriteString(r.Scratch + "\n")
+	}
 	r.lock = f
 	stack.Push("run lock", func() error {
 		os.Remove(lockPath)
@@ -97,8 +113,11 @@ func reapStaleRuns(runRoot string, store *rootfs.Store) (int, error) {
 				errs = append(errs, err)
 			}
 		}
-		if work := strings.TrimSpace(string(data)); work != "" && strings.Contains(filepath.Base(work), "builder."+id) {
-			if err := removeAll(work); err != nil {
+		for _, dir := range strings.Fields(string(data)) {
+			if !strings.HasPrefix(filepath.Base(dir), "builder."+id+".") {
+				continue
+			}
+			if err := removeAll(dir); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -139,4 +158,44 @@ func checkNoMounts(dir string) error {
 		}
 	}
 	return nil
+}
+
+// scratchNeed is the tmpfs room a build wants: the bootstrap tree and its
+// tarball, or the raw disk, with margin.
+const scratchNeed = 6 << 30
+
+// tmpfsWithRoom returns /dev/shm when it is a tmpfs with need bytes free and
+// the machine has twice that in available memory (DIB's rule of thumb:
+// tmpfs only when RAM is plentiful), else "".
+func tmpfsWithRoom(need int64) string {
+	const shm = "/dev/shm"
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(shm, &st); err != nil || st.Type != 0x01021994 /* TMPFS_MAGIC */ {
+		return ""
+	}
+	if int64(st.Bavail)*st.Bsize < need {
+		return ""
+	}
+	if memAvailable() < 2*need {
+		return ""
+	}
+	if unix := syscall.Access(shm, 2 /* W_OK */); unix != nil {
+		return ""
+	}
+	return shm
+}
+
+func memAvailable() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemAvailable:" {
+			var kb int64
+			fmt.Sscan(f[1], &kb)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -204,7 +204,10 @@ func (b *treeBuilder) addElement(e *Element) error {
 				return err
 			}
 		case st.Mode().IsRegular():
-			if strings.HasSuffix(name, ".pyc") {
+			// Per-element metadata stays out of the tree: builder reads it
+			// from the element, and DIB's last-one-wins copy of it is noise
+			// that would make every step's key depend on the element set.
+			if strings.HasSuffix(name, ".pyc") || perElementFiles[name] {
 				continue
 			}
 			if err := b.copyTopFile(e, full, name); err != nil {

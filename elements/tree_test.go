@@ -162,7 +162,6 @@ func TestBuildTree(t *testing.T) {
 		"bin/alpha-tool":                                0o755,
 		"install.d/alpha-source-install/10-from-source": 0o755,
 		"source-repository-alpha":                       0o644,
-		"README.rst":                                    0o644,
 	} {
 		st, err := os.Lstat(filepath.Join(tree.Dir, rel))
 		if err != nil {
@@ -173,7 +172,9 @@ func TestBuildTree(t *testing.T) {
 			t.Errorf("%s: mode %v, want %v", rel, st.Mode().Perm(), mode)
 		}
 	}
-	for _, rel := range []string{"tests", "alpha", "beta"} {
+	// Element metadata (README, element-deps, package-installs.yaml) is
+	// read from the elements, not copied into the shared tree.
+	for _, rel := range []string{"tests", "alpha", "beta", "README.rst", "element-deps"} {
 		if _, err := os.Lstat(filepath.Join(tree.Dir, rel)); err == nil {
 			t.Errorf("%s should not be in the tree", rel)
 		}

@@ -29,16 +29,20 @@ timeit() { # label, command...
 }
 
 cache=$work/cache
-# shellcheck disable=SC2086
-cold=$(timeit builder-cold "$bin" image $elements -o "$work/b" --image-cache "$cache")
-# shellcheck disable=SC2086
-warm=$(timeit builder-warm env OVERWRITE_OLD_IMAGE=1 "$bin" image $elements -o "$work/b" --image-cache "$cache")
-# One late change: a finalise.d hook of a user element.
+# A user element with a late (finalise.d) hook, changed before the third run.
 mkdir -p "$work/el/late-change/finalise.d"
-printf '#!/bin/bash\necho changed > /etc/late-change\n' > "$work/el/late-change/finalise.d/60-late"
-chmod +x "$work/el/late-change/finalise.d/60-late"
+late_hook=$work/el/late-change/finalise.d/60-late
+printf '#!/bin/bash\necho one > /etc/late-change\n' > "$late_hook"
+chmod +x "$late_hook"
+export ELEMENTS_PATH=$work/el
 # shellcheck disable=SC2086
-late=$(timeit builder-late env OVERWRITE_OLD_IMAGE=1 ELEMENTS_PATH="$work/el" "$bin" image $elements late-change -o "$work/b" --image-cache "$cache")
+cold=$(timeit builder-cold "$bin" image $elements late-change -o "$work/b" --image-cache "$cache")
+# shellcheck disable=SC2086
+warm=$(timeit builder-warm env OVERWRITE_OLD_IMAGE=1 "$bin" image $elements late-change -o "$work/b" --image-cache "$cache")
+printf '#!/bin/bash\necho two > /etc/late-change\n' > "$late_hook"
+# shellcheck disable=SC2086
+late=$(timeit builder-late env OVERWRITE_OLD_IMAGE=1 "$bin" image $elements late-change -o "$work/b" --image-cache "$cache")
+unset ELEMENTS_PATH
 bsize=$(stat -c %s "$work/b.qcow2")
 bvsize=$(qemu-img info --output=json "$work/b.qcow2" | awk -F'[:,]' '/"virtual-size"/{print $2; exit}')
 

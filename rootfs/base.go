@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"builder/internal/progress"
 )
 
 // Bootstrap describes how to make an operating system's base root
@@ -36,7 +38,8 @@ type BaseOptions struct {
 	StateDir string
 	// AptCache is shared with the build's containers (downloaded .debs).
 	AptCache string
-	// TmpDir receives the temporary tarball.
+	// TmpDir receives the bootstrap tree and tarball while they are made
+	// (tmpfs when the caller has room).
 	TmpDir string
 	// Offline uses the newest base already built for this spec instead of
 	// asking the mirror whether it changed.
@@ -45,6 +48,9 @@ type BaseOptions struct {
 	Log io.Writer
 	// Refresh rebuilds the base even when the key is in the store.
 	Refresh bool
+	// Progress, if set, gets one line per stage (mirror check, bootstrap,
+	// import).
+	Progress *progress.Task
 }
 
 func (b Bootstrap) validate() error {
@@ -147,10 +153,13 @@ func BaseImageName(key string) string { return "localhost/builder/base:" + key[:
 // EnsureBase returns the base image for b, bootstrapping and importing it
 // unless the store already has it. cached reports a store hit.
 func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img Image, cached bool, err error) {
+	st := o.Progress.Step("mirror state")
 	key, err := b.BaseKey(ctx, o)
 	if err != nil {
+		st.Fail(err)
 		return Image{}, false, err
 	}
+	st.Done("")
 	name := BaseImageName(key)
 	if !o.Refresh && s.HasImage(name) {
 		return Image{Name: name, Key: key}, true, nil
@@ -164,12 +173,18 @@ func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img
 	}
 	defer os.RemoveAll(tmp)
 	tarPath := filepath.Join(tmp, "base.tar")
+	st = o.Progress.Step("mmdebstrap " + b.Suite)
 	if err := runMmdebstrap(ctx, b, tarPath, o); err != nil {
+		st.Fail(err)
 		return Image{}, false, err
 	}
+	st.Done(fmt.Sprintf("%d packages requested", len(b.Packages)))
+	st = o.Progress.Step("import into the store")
 	if _, err := s.ImportTarball(ctx, tarPath, name, b.Arch); err != nil {
+		st.Fail(err)
 		return Image{}, false, err
 	}
+	st.Done("")
 	if o.StateDir != "" {
 		if err := os.MkdirAll(o.StateDir, 0o755); err == nil {
 			rec := filepath.Join(o.StateDir, "base-"+b.specHash()[:32])
@@ -213,6 +228,8 @@ func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptio
 	args = append(args, b.Suite, tarPath)
 	args = append(args, b.Sources...)
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	// mmdebstrap builds the tree in TMPDIR before packing it.
+	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Dir(tarPath))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var tail tailBuffer

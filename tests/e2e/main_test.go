@@ -117,6 +117,11 @@ func leftovers(t *testing.T, tmpDir string, dirs ...string) []string {
 	for _, e := range ents {
 		found = append(found, "temp "+filepath.Join(tmpDir, e.Name()))
 	}
+	// Scratch data on tmpfs (bootstrap tree, raw disk).
+	shm, _ := filepath.Glob("/dev/shm/builder.*")
+	for _, d := range shm {
+		found = append(found, "scratch "+d)
+	}
 	cs, err := filepath.Glob(filepath.Join(cacheDir, "builder", "containers", "storage-*", "overlay-containers", "*", "userdata"))
 	if err == nil {
 		for _, c := range cs {
