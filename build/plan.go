@@ -280,7 +280,7 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	delete(keyEnv, "BASH_FUNC_get_image_element_array%%")
 	env := copyEnv(p.hookEnv)
 	var mounts []rootfs.Mount
-	var writable []string
+	var writable, readOnly []string
 	if ph.Inside {
 		env["TMP_HOOKS_PATH"] = rootfs.InTargetHooks
 		if p.aptCache != "" {
@@ -300,9 +300,12 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		}
 		env["TMPDIR"] = tmp
 		writable = []string{tmp, p.env["DIB_IMAGE_CACHE"]}
+		// builder's own state in the cache (the container store) is not
+		// the hooks' to change.
+		readOnly = []string{filepath.Join(p.env["DIB_IMAGE_CACHE"], "builder")}
 	}
 	id := sha256.New()
-	fmt.Fprintf(id, "tree=%s\n", treeHash)
+	fmt.Fprintf(id, "runner=%s\ntree=%s\n", rootfs.RunnerID(), treeHash)
 	for _, kv := range envList(keyEnv) {
 		fmt.Fprintf(id, "%s\n", kv)
 	}
@@ -318,6 +321,7 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		Env:      envList(env),
 		Mounts:   mounts,
 		Writable: writable,
+		ReadOnly: readOnly,
 		Identity: hex.EncodeToString(id.Sum(nil)),
 		Progress: rep,
 		Echo:     echo,

@@ -59,6 +59,8 @@ type Step struct {
 	// Writable are the host paths an Outside command may write besides the
 	// root filesystem; the rest of the host is read-only to it.
 	Writable []string
+	// ReadOnly are paths inside Writable ones that stay read-only.
+	ReadOnly []string
 	Edit     func(ctx context.Context, root string) error // Tree only
 	// Output receives the command's combined stdout and stderr.
 	Output io.Writer
@@ -197,8 +199,13 @@ func runOutside(ctx context.Context, st Step, root string, out io.Writer) error 
 	}
 	// The hook sees the host read-only except its target, the hooks tree
 	// and the paths the step names (a private temp dir, the image cache).
-	args := []string{"/bin/bash", "-c", string(outsideScript), "outside.sh", root}
-	args = append(args, st.Writable...)
+	args := []string{"/bin/bash", "-c", string(outsideScript), "outside.sh", "-w", root}
+	for _, w := range st.Writable {
+		args = append(args, "-w", w)
+	}
+	for _, r := range st.ReadOnly {
+		args = append(args, "-r", r)
+	}
 	args = append(args, "--")
 	args = append(args, st.Command...)
 	cmd := exec.Command(args[0], args[1:]...)

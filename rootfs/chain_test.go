@@ -234,33 +234,51 @@ func markedProcesses() []string {
 }
 
 // Outside hooks see the host read-only, except their target and the paths
-// they were given.
+// they were given; builder's store inside a writable cache stays read-only,
+// while the target root inside that store stays writable.
 func TestOutsideHookCannotWriteTheHost(t *testing.T) {
-	s, base := testStore(t)
+	tar := testBaseTar(t)
+	ctx := context.Background()
+	cache := t.TempDir()
+	storeDir := filepath.Join(cache, "builder", "containers")
+	s, err := OpenStore(ctx, StoreOptions{Dir: storeDir, RunRoot: filepath.Join(t.TempDir(), "run")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.ImportTarball(ctx, tar, "localhost/test/base:1", "amd64"); err != nil {
+		t.Fatal(err)
+	}
+	base := Image{Name: "localhost/test/base:1", Key: "test-base"}
 	allowed := t.TempDir()
 	forbidden := t.TempDir()
 	script := `set -u
 touch "$TARGET_ROOT/etc/from-outside" && echo target-ok
 touch "` + allowed + `/x" && echo allowed-ok
+touch "` + cache + `/download" && echo cache-ok
 touch "` + forbidden + `/x" 2>/dev/null && echo forbidden-WRITTEN
+touch "` + storeDir + `/x" 2>/dev/null && echo store-WRITTEN
+touch "` + storeDir + `/storage-overlay/overlay/x" 2>/dev/null && echo store-layers-WRITTEN
 touch /etc/builder-escape-test 2>/dev/null && echo etc-WRITTEN
 exit 0`
 	var out bytes.Buffer
 	st := Step{Name: "outside", Kind: Outside, Identity: "sandbox", Output: &out,
 		Command: []string{"/bin/bash", "-c", script}, Env: []string{"PATH=/usr/bin:/bin"},
-		Writable: []string{allowed}}
+		Writable: []string{allowed, cache}, ReadOnly: []string{filepath.Join(cache, "builder")}}
 	var stack cleanup.Stack
-	img, err := s.RunChain(context.Background(), base, []Step{st}, ChainOptions{RunID: "t4", Cleanup: &stack})
+	img, err := s.RunChain(ctx, base, []Step{st}, ChainOptions{RunID: "t4", Cleanup: &stack})
 	if err != nil {
 		t.Fatal(err)
 	}
 	stack.Run()
 	got := out.String()
-	if !strings.Contains(got, "target-ok") || !strings.Contains(got, "allowed-ok") {
-		t.Errorf("hook could not write where it may: %q", got)
+	for _, want := range []string{"target-ok", "allowed-ok", "cache-ok"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("hook could not write where it may (%s): %q", want, got)
+		}
 	}
 	if strings.Contains(got, "WRITTEN") {
-		t.Errorf("hook wrote the host: %q", got)
+		t.Errorf("hook wrote where it may not: %q", got)
 	}
 	if _, err := os.Stat("/etc/builder-escape-test"); err == nil {
 		os.Remove("/etc/builder-escape-test")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
 	"errors"
@@ -28,6 +29,15 @@ const InTargetHooks = "/tmp/in_target.d"
 
 // RunPartsName is the runner's file name inside the hooks tree.
 const RunPartsName = "dib-run-parts"
+
+// RunnerID identifies builder's own hook runners; it is part of every
+// phase step's key, so a builder that runs hooks differently rebuilds.
+func RunnerID() string {
+	h := sha256.New()
+	h.Write(runParts)
+	h.Write(outsideScript)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
 
 // InstallRunParts writes builder's dib-run-parts into the hooks tree.
 func InstallRunParts(hooksDir string) error {
@@ -68,6 +78,7 @@ type PhaseRun struct {
 	Env      []string
 	Mounts   []Mount  // extra mounts inside (package caches)
 	Writable []string // host paths outside hooks may write besides the target
+	ReadOnly []string // paths inside Writable ones that stay read-only
 	Identity string
 	Progress *progress.Reporter
 	// Echo receives hook output as it happens (nil: keep it quiet).
@@ -103,6 +114,7 @@ func PhaseStep(p PhaseRun) Step {
 		st.Command = append([]string{"/bin/bash", filepath.Join(p.HooksDir, RunPartsName), filepath.Join(p.HooksDir, p.Phase)}, scripts...)
 		st.Dir = p.HooksDir
 		st.Writable = append([]string{p.HooksDir}, p.Writable...)
+		st.ReadOnly = p.ReadOnly
 	}
 	st.Begin = func() {
 		out.task = p.Progress.Phase(p.Phase, fmt.Sprintf("%d hooks, %s", len(p.Hooks), where(p.Inside)))

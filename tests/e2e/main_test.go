@@ -5,6 +5,7 @@ package e2e
 
 import (
 	"bytes"
+	"flag"
 	"context"
 	"fmt"
 	"os"
@@ -26,6 +27,7 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	flag.Parse()
 	if testing.Short() || os.Getenv("BUILDER_E2E") == "0" {
 		return m.Run()
 	}
