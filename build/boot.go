@@ -85,8 +85,8 @@ func hostGrubID() (string, error) {
 // bootStep writes what the disk's boot needs into the tree before the
 // finalise phases see it, as DIB does: /etc/fstab, /boot/grub/grub.cfg and
 // GRUB's modules.
-func (p *plan) bootStep(req Request, rep *progress.Reporter, prev []rootfs.Step) (rootfs.Step, error) {
-	key := p.baseKey
+func (p *plan) bootStep(req Request, rep *progress.Reporter, startKey string, prev []rootfs.Step) (rootfs.Step, error) {
+	key := startKey
 	for _, s := range prev {
 		key = rootfs.StepKey(key, s)
 	}

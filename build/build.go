@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"builder/assemble"
+	"builder/elements"
 	"builder/internal/cleanup"
 	"builder/internal/progress"
 	"builder/rootfs"
@@ -117,17 +118,7 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	if err := checkSizeAgainstBase(req, store, base); err != nil {
 		return nil, err
 	}
-	steps, err := plan.steps(req, rep, run)
-	if err != nil {
-		return nil, err
-	}
-	final, err := store.RunChain(ctx, base, steps, rootfs.ChainOptions{
-		Isolation: rootfs.Isolation(req.Isolation),
-		Runtime:   req.Runtime,
-		RunID:     run.ID,
-		Cleanup:   &stack,
-		NoCache:   req.NoCache,
-	})
+	final, err := plan.runPhases(ctx, req, rep, store, base, run, &stack)
 	if err != nil {
 		return nil, keepLogs(err, run, outs)
 	}
@@ -166,6 +157,50 @@ func checkSizeAgainstBase(req Request, store *rootfs.Store, base rootfs.Image) e
 			req.ImageSizeGiB, humanBytes(need), float64(need)/(1<<30)+0.5)
 	}
 	return nil
+}
+
+// runPhases runs the phases in DIB's order: root.d as cached steps, then
+// extra-data.d on every build (it fills the hooks tree from the host, and
+// that tree is part of the keys of everything after it), then the rest.
+func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporter, store *rootfs.Store, base rootfs.Image, run *runDir, stack *cleanup.Stack) (rootfs.Image, error) {
+	opts := rootfs.ChainOptions{
+		Isolation:  rootfs.Isolation(req.Isolation),
+		Runtime:    req.Runtime,
+		RunID:      run.ID,
+		Cleanup:    stack,
+		NoCache:    req.NoCache,
+		DebugShell: req.DebugShell,
+		DebugOut:   req.DebugOut,
+	}
+	early, err := p.steps(req, rep, run, base.Key, "root.d", "root.d")
+	if err != nil {
+		return rootfs.Image{}, err
+	}
+	img, err := store.RunChain(ctx, base, early, opts)
+	if err != nil {
+		return rootfs.Image{}, err
+	}
+	extra, ok, err := p.hookStep(req, rep, run, elements.Phase{Name: "extra-data.d"}, copyEnv(p.hookEnv))
+	if err != nil {
+		return rootfs.Image{}, err
+	}
+	if ok {
+		if err := store.RunOutsideReadOnly(ctx, img, extra); err != nil {
+			return rootfs.Image{}, err
+		}
+		// extra-data.d may have added hooks (DIB lists phases when they run).
+		if err := p.tree.Rescan(); err != nil {
+			return rootfs.Image{}, err
+		}
+	}
+	if img.Name == "scratch" && len(early) == 0 {
+		return rootfs.Image{}, fmt.Errorf("operating-system element %s has neither a rootfs-source.yaml nor root.d hooks: nothing makes the root filesystem", p.res.OS.Name)
+	}
+	rest, err := p.steps(req, rep, run, img.Key, "pre-install.d", "cleanup.d")
+	if err != nil {
+		return rootfs.Image{}, err
+	}
+	return store.RunChain(ctx, img, rest, opts)
 }
 
 func withDefaults(req Request) Request {

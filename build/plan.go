@@ -211,12 +211,19 @@ func logWriter(req Request, b *strings.Builder) interface{ Write([]byte) (int, e
 	return b
 }
 
-// steps turns the phases into the chain of cached steps.
-func (p *plan) steps(req Request, rep *progress.Reporter, run *runDir) ([]rootfs.Step, error) {
+// steps turns the phases from..to (inclusive, DIB order) into cached steps
+// chained after the image with key startKey.
+func (p *plan) steps(req Request, rep *progress.Reporter, run *runDir, startKey string, from, to string) ([]rootfs.Step, error) {
 	stable := copyEnv(p.hookEnv)
 	var steps []rootfs.Step
-	phases := append([]elements.Phase(nil), elements.Phases...)
-	for _, ph := range phases {
+	in := false
+	for _, ph := range elements.Phases {
+		if ph.Name == from {
+			in = true
+		}
+		if !in {
+			continue
+		}
 		if ph.Name == "post-install.d" && len(req.Packages) > 0 {
 			st, err := p.phaseStep(req, rep, run, elements.Phase{Name: packagesPhase, Inside: true},
 				[]rootfs.Hook{{Name: "50-install-packages", Element: "-p"}}, stable)
@@ -226,29 +233,38 @@ func (p *plan) steps(req Request, rep *progress.Reporter, run *runDir) ([]rootfs
 			steps = append(steps, st)
 		}
 		if ph.Name == "pre-finalise.d" && p.vm {
-			st, err := p.bootStep(req, rep, steps)
+			st, err := p.bootStep(req, rep, startKey, steps)
 			if err != nil {
 				return nil, err
 			}
 			steps = append(steps, st)
 		}
-		if ph.Legacy {
-			continue
+		if !ph.Legacy {
+			if st, ok, err := p.hookStep(req, rep, run, ph, stable); err != nil {
+				return nil, err
+			} else if ok {
+				steps = append(steps, st)
+			}
 		}
-		var hooks []rootfs.Hook
-		for _, h := range p.tree.Hooks[ph.Name] {
-			hooks = append(hooks, rootfs.Hook{Name: h.Name, Element: h.Element})
+		if ph.Name == to {
+			break
 		}
-		if len(hooks) == 0 {
-			continue
-		}
-		st, err := p.phaseStep(req, rep, run, ph, hooks, stable)
-		if err != nil {
-			return nil, err
-		}
-		steps = append(steps, st)
 	}
 	return steps, nil
+}
+
+// hookStep is the step for one phase's hooks; ok is false when the phase
+// has none.
+func (p *plan) hookStep(req Request, rep *progress.Reporter, run *runDir, ph elements.Phase, stable map[string]string) (rootfs.Step, bool, error) {
+	var hooks []rootfs.Hook
+	for _, h := range p.tree.Hooks[ph.Name] {
+		hooks = append(hooks, rootfs.Hook{Name: h.Name, Element: h.Element})
+	}
+	if len(hooks) == 0 {
+		return rootfs.Step{}, false, nil
+	}
+	st, err := p.phaseStep(req, rep, run, ph, hooks, stable)
+	return st, err == nil, err
 }
 
 func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph elements.Phase, hooks []rootfs.Hook, stable map[string]string) (rootfs.Step, error) {

@@ -40,6 +40,10 @@ type Request struct {
 	// Out receives progress lines; Verbose also streams hook output.
 	Out     io.Writer
 	Verbose bool
+	// DebugShell, if set, opens a shell where a hook failed, reading
+	// commands from it (--debug-shell, DIB's break=after-error).
+	DebugShell io.Reader
+	DebugOut   io.Writer
 }
 
 // knownTypes are the output types this build can write.

@@ -88,9 +88,13 @@ type ChainOptions struct {
 	Cleanup *cleanup.Stack
 	// NoCache runs every step even when its image exists.
 	NoCache bool
-	// OnFailure, if set, is called with the failed step's live container
-	// before it is deleted (for a debug shell).
-	OnFailure func(ctx context.Context, c *Container, step Step, err error)
+	// DebugShell, if set, opens an interactive shell where a step failed,
+	// before its container is deleted (DIB's break=after-error): in the
+	// container for inside steps, on the host in the hook sandbox with
+	// TARGET_ROOT for outside ones. It reads commands from DebugShell.
+	DebugShell io.Reader
+	// DebugOut receives the shell's output.
+	DebugOut io.Writer
 }
 
 // StepKey chains a step's identity onto its parent's key.
@@ -138,6 +142,44 @@ func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainO
 	return cur, nil
 }
 
+// RunOutsideReadOnly runs an Outside step's command against a read-only
+// mount of img and commits nothing: DIB's extra-data.d, which fills the
+// hooks tree from the host and must run on every build, since the tree it
+// leaves is part of every later step's key.
+func (s *Store) RunOutsideReadOnly(ctx context.Context, img Image, st Step) error {
+	out := st.Output
+	if out == nil {
+		out = io.Discard
+	}
+	var root string
+	if img.Name == "scratch" {
+		empty, err := os.MkdirTemp("", "builder-empty-root-")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(empty)
+		root = empty
+	} else {
+		p, release, err := s.MountImage(img.Name)
+		if err != nil {
+			return fmt.Errorf("step %s: %w", st.Name, err)
+		}
+		defer release()
+		root = p
+	}
+	if st.Begin != nil {
+		st.Begin()
+	}
+	err := runOutside(ctx, st, root, out)
+	if err != nil && st.Wrap != nil {
+		err = st.Wrap(err)
+	}
+	if st.End != nil {
+		st.End(false, err)
+	}
+	return err
+}
+
 func (s *Store) runStep(ctx context.Context, from Image, st Step, commitAs string, idx int, o ChainOptions) (err error) {
 	cname := fmt.Sprintf("builder-%s-%02d-%s", o.RunID, idx, sanitize(st.Name))
 	c, err := s.NewContainer(ctx, from.Name, cname, o.Isolation, o.Runtime)
@@ -149,8 +191,8 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, commitAs strin
 		h = o.Cleanup.Push("container "+cname, c.Delete)
 	}
 	defer func() {
-		if err != nil && o.OnFailure != nil && ctx.Err() == nil {
-			o.OnFailure(ctx, c, st, err)
+		if err != nil && o.DebugShell != nil && ctx.Err() == nil {
+			debugShell(ctx, c, st, o)
 		}
 		if o.Cleanup != nil {
 			if rerr := h.Release(); rerr != nil && err == nil {
@@ -191,9 +233,41 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, commitAs strin
 	return nil
 }
 
+// debugShell runs an interactive shell where st failed. Its own exit status
+// does not matter: the build fails as it would have.
+func debugShell(ctx context.Context, c *Container, st Step, o ChainOptions) {
+	out := o.DebugOut
+	if out == nil {
+		out = os.Stderr
+	}
+	fmt.Fprintf(out, "builder: debug shell after the failure of %s (exit the shell to clean up)\n", st.Name)
+	shell := []string{"/bin/bash", "-i"}
+	switch st.Kind {
+	case Inside:
+		env := append(append([]string(nil), st.Env...), "PS1=[builder debug "+st.Name+"] \\w# ")
+		_ = c.Run(ctx, RunSpec{Command: shell, Env: env, Mounts: st.Mounts, Stdin: o.DebugShell, Stdout: out, Stderr: out})
+	case Outside:
+		root, err := c.Mount()
+		if err != nil {
+			fmt.Fprintf(out, "builder: no debug shell: %v\n", err)
+			return
+		}
+		sh := st
+		sh.Command = shell
+		sh.Env = append(append([]string(nil), st.Env...), "PS1=[builder debug "+st.Name+" outside] \\w# ")
+		_ = runOutsideIO(ctx, sh, root, out, o.DebugShell)
+	default:
+		fmt.Fprintf(out, "builder: no debug shell for builder's own step %s\n", st.Name)
+	}
+}
+
 // runOutside runs an outside hook command on the host in its own process
 // group, so cancellation reaches every process it started.
 func runOutside(ctx context.Context, st Step, root string, out io.Writer) error {
+	return runOutsideIO(ctx, st, root, out, nil)
+}
+
+func runOutsideIO(ctx context.Context, st Step, root string, out io.Writer, stdin io.Reader) error {
 	if len(st.Command) == 0 {
 		return errors.New("outside step without a command")
 	}
@@ -212,8 +286,10 @@ func runOutside(ctx context.Context, st Step, root string, out io.Writer) error 
 	cmd.Env = append(append([]string(nil), st.Env...), "TARGET_ROOT="+root, "TMP_MOUNT_PATH="+root)
 	cmd.Dir = st.Dir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Stdin = nil
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Unshareflags: syscall.CLONE_NEWNS}
+	cmd.Stdin = stdin
+	// Its own process group, so cancellation reaches all it started; not
+	// for an interactive shell, which must stay in the terminal's group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: stdin == nil, Unshareflags: syscall.CLONE_NEWNS}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", st.Command[0], err)
 	}
@@ -228,10 +304,12 @@ func runOutside(ctx context.Context, st Step, root string, out io.Writer) error 
 		return err
 	case <-ctx.Done():
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Process.Kill()
 			<-done
 		}
 		return ctx.Err()

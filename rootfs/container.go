@@ -152,6 +152,9 @@ type RunSpec struct {
 	Mounts  []Mount
 	Stdout  io.Writer
 	Stderr  io.Writer
+	// Stdin, when set, is connected to the command (a debug shell); a
+	// terminal is used when it is one.
+	Stdin io.Reader
 }
 
 // ExitError is a command that ran and exited non-zero.
@@ -188,6 +191,12 @@ func (c *Container) Run(ctx context.Context, spec RunSpec) error {
 	}
 	errFilter := newLineFilter(stderr, func(line []byte) bool { return !chrootNoise.Match(bytes.TrimSpace(line)) })
 	defer errFilter.Flush()
+	var stdin io.Reader = strings.NewReader("")
+	terminal := buildah.WithoutTerminal
+	if spec.Stdin != nil {
+		stdin = spec.Stdin
+		terminal = buildah.DefaultTerminal
+	}
 
 	opts := buildah.RunOptions{
 		Isolation:        c.isolation.define(),
@@ -196,10 +205,10 @@ func (c *Container) Run(ctx context.Context, spec RunSpec) error {
 		ConfigureNetwork: define.NetworkDefault,
 		Env:              append(append([]string(nil), spec.Env...), marker),
 		Mounts:           mounts,
-		Stdin:            strings.NewReader(""),
+		Stdin:            stdin,
 		Stdout:           stdout,
 		Stderr:           errFilter,
-		Terminal:         buildah.WithoutTerminal,
+		Terminal:         terminal,
 		CgroupManager:    "cgroupfs",
 		Quiet:            true,
 	}

@@ -40,6 +40,8 @@ type Options struct {
 	Runtime      string
 	NoCache      bool
 	Verbose      bool
+	DebugShell   bool
+	In           io.Reader
 }
 
 // NewCmdImage returns the command; run replaces Run in tests.
@@ -61,6 +63,7 @@ DIB_IMAGE_SIZE, DIB_IMAGE_EXTRA_SIZE (MB), DIB_CHECKSUM, TMP_DIR, ELEMENTS_PATH.
 			opts.Elements = args
 			opts.Out = cmd.OutOrStdout()
 			opts.Err = cmd.ErrOrStderr()
+			opts.In = cmd.InOrStdin()
 			if opts.Environ == nil {
 				opts.Environ = os.Environ()
 			}
@@ -90,6 +93,7 @@ DIB_IMAGE_SIZE, DIB_IMAGE_EXTRA_SIZE (MB), DIB_CHECKSUM, TMP_DIR, ELEMENTS_PATH.
 	f.StringVar(&opts.Runtime, "runtime", "runc", "OCI runtime for --isolation oci")
 	f.BoolVar(&opts.NoCache, "no-cache", false, "run every step even when its result is cached")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "show the output of every hook")
+	f.BoolVar(&opts.DebugShell, "debug-shell", false, "open a shell where a hook fails, in its container (DIB's break=after-error)")
 	return cmd
 }
 
@@ -165,6 +169,20 @@ func (o *Options) Request() (build.Request, error) {
 				req.ElementsPath = append(req.ElementsPath, p)
 			}
 		}
+	}
+	// DIB's break=after-error (a comma list; other breaks are not offered).
+	for _, b := range strings.Split(env["break"], ",") {
+		switch strings.TrimSpace(b) {
+		case "":
+		case "after-error":
+			o.DebugShell = true
+		default:
+			fmt.Fprintf(o.Err, "builder: break=%s is not supported (only after-error); ignored\n", b)
+		}
+	}
+	if o.DebugShell {
+		req.DebugShell = o.In
+		req.DebugOut = o.Err
 	}
 	if o.Isolation != "chroot" && o.Isolation != "oci" {
 		return req, &UsageError{fmt.Errorf("--isolation %q: use chroot or oci", o.Isolation)}

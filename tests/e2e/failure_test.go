@@ -176,3 +176,34 @@ func TestBadInput(t *testing.T) {
 		}
 	})
 }
+
+// --debug-shell opens a shell in the failing hook's container (the hooks
+// tree mounted as the hook saw it); when it exits the build fails and
+// cleans up as usual.
+func TestDebugShellAtFailingHook(t *testing.T) {
+	needE2E(t)
+	out, tmp := t.TempDir(), t.TempDir()
+	cmd := exec.CommandContext(withTimeout(t, 20*time.Minute), builderBin, "image", "debian-minimal", "vm", "fail-install",
+		"--debug-shell", "-o", filepath.Join(out, "img"), "--image-cache", cacheDir)
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + os.Getenv("HOME"),
+		"TMP_DIR=" + tmp, "ELEMENTS_PATH=" + testElements(t)}
+	cmd.Stdin = strings.NewReader("echo in-debug-shell $(cat /etc/debian_version) $(ls /tmp/in_target.d/install.d | grep fail)\nexit 3\n")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want 1", err)
+	}
+	if !strings.Contains(stderr.String(), "debug shell after the failure of install.d") {
+		t.Errorf("no debug shell announced")
+	}
+	if !strings.Contains(stderr.String()+stdout.String(), "in-debug-shell 12.") ||
+		!strings.Contains(stderr.String()+stdout.String(), "50-fail") {
+		t.Errorf("the shell did not run in the image with the hooks tree")
+	}
+	if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
+		t.Errorf("left behind: %v", l)
+	}
+}
