@@ -138,3 +138,46 @@ func TestDebianVMBuildsAndBoots(t *testing.T) {
 		t.Errorf("left behind after boot-test: %v", l)
 	}
 }
+
+// The second command of the issue: several types at once, -p packages
+// (comma lists, repeatable), a fixed size, checksums.
+func TestTypesPackagesSizeChecksum(t *testing.T) {
+	needE2E(t)
+	out, tmp := t.TempDir(), t.TempDir()
+	r := runBuilder(t, withTimeout(t, 30*time.Minute), []string{"TMP_DIR=" + tmp},
+		"image", "-t", "qcow2,raw", "-p", "vim,less", "-p", "tree", "--image-size", "4", "--checksum",
+		"-o", filepath.Join(out, "web"), "--image-cache", cacheDir, "debian", "vm")
+	if r.code != 0 {
+		t.Fatalf("build failed")
+	}
+	for _, f := range []struct{ name, format string }{{"web.qcow2", "qcow2"}, {"web.raw", "raw"}} {
+		p := filepath.Join(out, f.name)
+		qi := imageInfo(t, p)
+		if qi.Format != f.format || qi.VirtualSize != 4<<30 {
+			t.Errorf("%s: format %s size %d, want %s and 4 GiB", f.name, qi.Format, qi.VirtualSize, f.format)
+		}
+		for _, sum := range []string{"md5sum", "sha256sum"} {
+			ext := ".md5"
+			if sum == "sha256sum" {
+				ext = ".sha256"
+			}
+			cmd := exec.Command(sum, "--check", f.name+ext)
+			cmd.Dir = out
+			if o, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s --check %s%s: %v\n%s", sum, f.name, ext, err, o)
+			}
+		}
+	}
+	img := openImage(t, filepath.Join(out, "web.qcow2"))
+	for _, bin := range []string{"/usr/bin/vim.basic", "/usr/bin/tree", "/usr/bin/less"} {
+		if _, ok := img.cat(t, bin); !ok {
+			t.Errorf("%s missing: -p packages not installed", bin)
+		}
+	}
+	if !strings.Contains(r.stdout, "builder-packages.d/50-install-packages") {
+		t.Errorf("no progress line for the -p packages step")
+	}
+	if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
+		t.Errorf("left behind: %v", l)
+	}
+}

@@ -138,10 +138,14 @@ func TestBadInput(t *testing.T) {
 		{"two operating systems", []string{"debian-minimal", "vm", "fake-os"}, "provided by both"},
 		{"unknown type", []string{"-t", "qcow3", "debian", "vm"}, `unknown output type "qcow3"`},
 		{"image too small", []string{"--image-size", "0.3", "debian-minimal", "vm"}, "too small"},
+		{"malformed package-installs", []string{"debian-minimal", "vm", "bad-pkgs"}, "unknown key \"phaes\""},
 	}
 	fake := filepath.Join(t.TempDir(), "fake-os")
 	os.MkdirAll(fake, 0o755)
 	os.WriteFile(filepath.Join(fake, "element-provides"), []byte("operating-system\n"), 0o644)
+	bad := filepath.Join(filepath.Dir(fake), "bad-pkgs")
+	os.MkdirAll(bad, 0o755)
+	os.WriteFile(filepath.Join(bad, "package-installs.yaml"), []byte("vim:\n  phaes: install.d\n"), 0o644)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out, tmp := t.TempDir(), t.TempDir()
@@ -165,6 +169,12 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
+	t.Run("ELEMENTS_PATH entry not a directory", func(t *testing.T) {
+		r := runBuilder(t, context.Background(), []string{"ELEMENTS_PATH=/nonexistent/elements"}, "image", "-o", filepath.Join(t.TempDir(), "x"), "debian", "vm")
+		if r.code == 0 || !strings.Contains(r.stderr, `"/nonexistent/elements" is not a directory`) {
+			t.Errorf("want an error naming the ELEMENTS_PATH entry")
+		}
+	})
 	t.Run("unwritable output", func(t *testing.T) {
 		if os.Geteuid() == 0 {
 			// root writes anywhere; a missing directory is the failure here.
