@@ -54,3 +54,56 @@ func BenchmarkBuildDisk(b *testing.B) {
 		b.ReportMetric(conv.Seconds(), "qcow2-s")
 	}
 }
+
+// BenchmarkBuildDiskLayouts times PlanDisk and BuildDisk on a real tree for
+// the DIB layouts: block-device-efi (loopless), a separate /boot and /var
+// (loopless, the root built in a private mount namespace), an xfs root
+// (loop assembler) and LVM (loop assembler; as root).
+//
+//	ASSEMBLE_BENCH_TREE=/var/tmp/asm-tree go test ./assemble/ -run - -bench BuildDiskLayouts -benchtime=1x
+func BenchmarkBuildDiskLayouts(b *testing.B) {
+	tree := os.Getenv("ASSEMBLE_BENCH_TREE")
+	if tree == "" {
+		b.Skip("skipping: set ASSEMBLE_BENCH_TREE to a root tree")
+	}
+	out := os.Getenv("ASSEMBLE_BENCH_OUT")
+	if out == "" {
+		out = b.TempDir()
+	}
+	for _, c := range []struct{ name, yaml, fsType string }{
+		{"efi", BlockDeviceEFIConfig, "ext4"},
+		{"boot+var", separateBootVarYAML, "ext4"},
+		{"xfs-root", xfsRootYAML, "xfs"},
+		{"lvm", lvmOnXFSYAML, "ext4"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				l, err := ParseBlockDeviceConfig([]byte(c.yaml))
+				if err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				d, err := PlanDisk(bg, DiskSpec{RootDir: tree, RootUUID: testRootUUID, RootFSType: c.fsType, Layout: l, HeadroomBytes: 256 * MiB})
+				if err != nil {
+					b.Fatal(err)
+				}
+				plan := time.Since(t0)
+				d.Spec.Files = append(d.Spec.Files,
+					File{Path: "/boot/grub/grub.cfg", Data: []byte(GrubConfig(GrubConfigSpec{RootUUID: d.Layout.Root().UUID}))},
+					File{Path: "/etc/fstab", Data: []byte(d.Fstab())})
+				img := filepath.Join(out, c.name+".raw")
+				t1 := time.Now()
+				if err := BuildDisk(bg, d, img); err != nil {
+					b.Fatal(err)
+				}
+				b.Logf("%s: %s assembler, disk %s; PlanDisk %.2fs, BuildDisk %.2fs", c.name, d.Assembler, humanBytes(d.Table.DiskSizeBytes), plan.Seconds(), time.Since(t1).Seconds())
+				for _, p := range d.Filesystems {
+					b.Logf("  %s %s %s at %d, %s, %d files", p.Name, p.Type, p.mountPoint(), p.OffsetBytes, humanBytes(p.SizeBytes), p.Usage.Files)
+				}
+				if os.Getenv("ASSEMBLE_BENCH_OUT") == "" {
+					os.Remove(img)
+				}
+			}
+		})
+	}
+}

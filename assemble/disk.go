@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 )
 
 // Defaults of DiskSpec.
@@ -22,20 +21,25 @@ const (
 	diskSizeUnit     = 64 * MiB // automatic sizes are rounded up to this
 )
 
-// DiskSpec describes the default "vm" disk: GPT with a BIOS boot partition
-// (1 MiB at 1 MiB), an ESP (FAT32) and an ext4 root filling the rest.
+// DiskSpec describes a disk: the tree, its size and identifiers, and its
+// layout. Without a Layout it is the original "vm" disk: GPT with a BIOS
+// boot partition (1 MiB at 1 MiB), an ESP (FAT32) and an ext4 root filling
+// the rest; the fields below then say everything.
 type DiskSpec struct {
 	RootDir string // the finished tree (may be a read-only mount); never modified
 	// SizeBytes is the whole disk, rounded up to 1 MiB. 0 = automatic: the
-	// smallest root filesystem holding the tree with HeadroomBytes
-	// available, plus the other partitions, rounded up to 64 MiB.
+	// smallest disk on which every filesystem holds its part of the tree,
+	// with HeadroomBytes available, rounded up to 64 MiB. A local_loop
+	// size in the Layout wins over it, as in DIB.
 	SizeBytes int64
-	// HeadroomBytes is the space left available to users (df's "Avail") in
-	// an automatically sized root filesystem; 0 leaves none. DefaultHeadroom
-	// gives the usual 10% + 256 MiB.
+	// HeadroomBytes is the space left available to users (df's "Avail")
+	// in automatically sized filesystems; 0 leaves none. DefaultHeadroom
+	// gives the usual 10% + 256 MiB. With several filesystems that grow
+	// with the disk (N% sizes), it is shared in proportion to the part of
+	// the tree each holds.
 	HeadroomBytes int64
 	RootLabel     string // default DefaultRootLabel; at most 16 bytes
-	RootFSType    string // "ext4" (default); "xfs" is refused on this loopless path
+	RootFSType    string // "ext4" (default); with a Layout, any type the layout allows
 	// RootUUID is the ext4 UUID. Give it for reproducible builds; "" picks a
 	// random one. DiskGUID, partition GUIDs and ESPVolumeID are derived from
 	// it when they are not given.
@@ -45,18 +49,36 @@ type DiskSpec struct {
 	MkfsOptions []string
 	GrubPCDir   string // default DefaultGrubPCDir (boot.img, modules)
 	GrubEFIDir  string // default DefaultGrubEFIDir
-	BIOS, UEFI  bool   // boot loaders to install; both false means both (hybrid)
+	// BIOS and UEFI are the boot loaders to install. Both false means
+	// both without a Layout, and with one whatever the layout can boot:
+	// BIOS on MBR or on GPT with a BIOS boot partition (EF02), UEFI with an
+	// ESP (vfat at /boot/efi on an EF00 or 0xEF partition).
+	BIOS, UEFI bool
 
 	PartitionTable TableKind // GPT (default) or MBR (BIOS boot from the post-MBR gap)
 	ESPSizeBytes   int64     // default DefaultESPBytes; at least 33 MiB (FAT32 minimum with 512-byte clusters)
 	RootTypeGUID   string    // GPT type of the root partition; default LinuxRootX86_64
-	// Files are written into the root filesystem after mkfs, owned by
-	// root, replacing files of the tree (which stays untouched): typically
+	// Files are written into the image after mkfs, owned by root,
+	// replacing files of the tree (which stays untouched): typically
 	// /boot/grub/grub.cfg from GrubConfig and /etc/fstab from Disk.Fstab.
+	// Each goes to the filesystem holding its path (with a separate
+	// /boot, /boot/grub/grub.cfg is /grub/grub.cfg on the /boot
+	// filesystem).
 	Files []File
+
+	// Layout is a DIB block-device layout (ParseBlockDeviceConfig,
+	// DefaultLayout). nil keeps the original disk described above. With a
+	// Layout, PartitionTable, ESPSizeBytes and RootTypeGUID are unused;
+	// RootFSType, RootLabel and MkfsOptions are applied with
+	// Layout.MergeRoot (to mkfs_root, for what its YAML leaves open); and
+	// RootUUID, ESPVolumeID and DiskGUID fill only the identifiers the
+	// Layout leaves open, the rest being derived from RootUUID by
+	// AssignIDs. The caller's Layout is not changed: Disk.Layout is the
+	// completed copy.
+	Layout *Layout
 }
 
-// File is a file BuildDisk writes into the root filesystem.
+// File is a file BuildDisk writes into the image.
 type File struct {
 	Path string      // absolute path inside the image
 	Data []byte      //
@@ -66,33 +88,75 @@ type File struct {
 // Disk is a planned (and, after BuildDisk, written) disk image.
 type Disk struct {
 	Path          string // set by BuildDisk
-	Table         Table
+	Table         Table  // Kind "" when the layout has no partition table
 	RootPartition Partition
 	ESPPartition  *Partition // nil without UEFI
-	RootFSBytes   int64      // the ext4 size, equal to the root partition
-	Usage         TreeUsage
+	RootFSBytes   int64      // the root filesystem's size
+	Usage         TreeUsage  // the whole tree, summed over the filesystems
 
 	Spec              DiskSpec   // the spec with defaults and derived IDs filled in
 	BIOSBootPartition *Partition // GPT with BIOS: where core.img goes
 	RootInodes        int64      // the -N given to mkfs.ext4
 	RootFreeBytes     int64      // estimated free space in the root fs after the tree
+
+	// Layout is the layout built: the spec's (or the original disk's),
+	// with MergeRoot applied and every identifier assigned.
+	Layout *Layout
+	// Filesystems are the layout's filesystems with their volumes, sizes
+	// and the parts of the tree they hold, in layout order.
+	Filesystems []FSPlan
+	// Assembler is how BuildDisk writes the disk, and AssemblerReason
+	// why (for the progress line).
+	Assembler       Assembler
+	AssemblerReason string
+	// BootFilesystem names the filesystem GRUB loads grub.cfg and the
+	// kernel from (the one holding /boot); EarlyConfig is the config
+	// embedded in core.img and BOOTX64.EFI to find it.
+	BootFilesystem string
+	EarlyConfig    string
+
+	legacy bool // Spec.Layout was nil: Fstab keeps its original form
+}
+
+// Filesystem returns the plan of the filesystem named name (a mkfs node),
+// or nil.
+func (d *Disk) Filesystem(name string) *FSPlan {
+	for i := range d.Filesystems {
+		if d.Filesystems[i].Name == name {
+			return &d.Filesystems[i]
+		}
+	}
+	return nil
 }
 
 // TooSmallError reports a disk size that cannot hold the tree.
 type TooSmallError struct {
 	SizeBytes       int64 // the disk size asked for
 	NeedBytes       int64 // the smallest disk that holds the tree
-	RootFSNeedBytes int64 // the smallest root filesystem that holds the tree
-	ContentBytes    int64 // the tree's data, directories and symlinks
+	RootFSNeedBytes int64 // the smallest filesystem that holds its part of the tree
+	ContentBytes    int64 // the tree's data, directories and symlinks (in that filesystem)
+	// Filesystem and MountPoint name the filesystem that does not fit
+	// ("" and "/" for the root); What explains a layout that does not fit
+	// at all (fixed-size partitions larger than the disk).
+	Filesystem, MountPoint, What string
 }
 
 func (e *TooSmallError) Error() string {
 	gib := ceilDiv(e.NeedBytes, 1<<30)
-	return fmt.Sprintf("image size %s is too small: the root filesystem needs at least %s (content %s + journal + metadata); use --image-size %d or more",
-		humanBytes(e.SizeBytes), humanBytes(e.RootFSNeedBytes), humanBytes(e.ContentBytes), gib)
+	if e.What != "" {
+		return fmt.Sprintf("image size %s is too small: %s; the layout needs at least %s: use --image-size %d or more",
+			humanBytes(e.SizeBytes), e.What, humanBytes(e.NeedBytes), gib)
+	}
+	which := "the root filesystem"
+	if e.MountPoint != "" && e.MountPoint != "/" {
+		which = fmt.Sprintf("the %s filesystem (%s)", e.MountPoint, e.Filesystem)
+	}
+	return fmt.Sprintf("image size %s is too small: %s needs at least %s (content %s + journal + metadata); use --image-size %d or more",
+		humanBytes(e.SizeBytes), which, humanBytes(e.RootFSNeedBytes), humanBytes(e.ContentBytes), gib)
 }
 
 // normalize fills in defaults and derived identifiers and checks the spec.
+// The original disk's fields are checked only without a Layout.
 func normalize(s DiskSpec) (DiskSpec, error) {
 	if s.RootDir == "" {
 		return s, errors.New("disk spec: RootDir is empty: give the finished root tree")
@@ -104,11 +168,35 @@ func normalize(s DiskSpec) (DiskSpec, error) {
 	if !st.IsDir() {
 		return s, fmt.Errorf("disk spec: root tree %s is not a directory", s.RootDir)
 	}
+	if s.SizeBytes < 0 || s.HeadroomBytes < 0 {
+		return s, errors.New("disk spec: SizeBytes and HeadroomBytes must not be negative")
+	}
+	for _, f := range s.Files {
+		if err := checkImagePath(f.Path); err != nil {
+			return s, err
+		}
+	}
+	if s.GrubPCDir == "" {
+		s.GrubPCDir = DefaultGrubPCDir
+	}
+	if s.GrubEFIDir == "" {
+		s.GrubEFIDir = DefaultGrubEFIDir
+	}
+	if s.RootUUID != "" {
+		if _, err := parseGUID(s.RootUUID); err != nil {
+			return s, fmt.Errorf("root UUID: %w", err)
+		}
+		s.RootUUID = strings.ToLower(s.RootUUID)
+	}
+	if s.Layout != nil {
+		return s, nil
+	}
+
 	switch s.RootFSType {
 	case "", "ext4":
 		s.RootFSType = "ext4"
 	case "xfs":
-		return s, errors.New("root filesystem type xfs is not supported without loop devices: mkfs.xfs cannot populate from a directory in Debian 12's xfsprogs 6.1 (-p takes a proto file); use ext4")
+		return s, errors.New("root filesystem type xfs is not supported without loop devices: mkfs.xfs cannot populate from a directory in Debian 12's xfsprogs 6.1 (-p takes a proto file); use ext4, or give a Layout (the loop assembler builds xfs as root)")
 	default:
 		return s, fmt.Errorf("root filesystem type %q is not supported: use ext4", s.RootFSType)
 	}
@@ -123,10 +211,6 @@ func normalize(s DiskSpec) (DiskSpec, error) {
 			return s, err
 		}
 	}
-	if _, err := parseGUID(s.RootUUID); err != nil {
-		return s, fmt.Errorf("root UUID: %w", err)
-	}
-	s.RootUUID = strings.ToLower(s.RootUUID)
 	if s.PartitionTable == "" {
 		s.PartitionTable = GPT
 	}
@@ -157,12 +241,6 @@ func normalize(s DiskSpec) (DiskSpec, error) {
 	if !s.BIOS && !s.UEFI {
 		s.BIOS, s.UEFI = true, true
 	}
-	if s.GrubPCDir == "" {
-		s.GrubPCDir = DefaultGrubPCDir
-	}
-	if s.GrubEFIDir == "" {
-		s.GrubEFIDir = DefaultGrubEFIDir
-	}
 	if s.ESPSizeBytes == 0 {
 		s.ESPSizeBytes = DefaultESPBytes
 	}
@@ -176,15 +254,80 @@ func normalize(s DiskSpec) (DiskSpec, error) {
 		return s, fmt.Errorf("root partition type: %w", err)
 	}
 	s.RootTypeGUID = strings.ToUpper(s.RootTypeGUID)
-	if s.SizeBytes < 0 || s.HeadroomBytes < 0 {
-		return s, errors.New("disk spec: SizeBytes and HeadroomBytes must not be negative")
+	return s, nil
+}
+
+// legacyLayout is the original disk of a normalized spec without a Layout,
+// as a Layout, with the identifiers it always had.
+func legacyLayout(s DiskSpec) *Layout {
+	l := &Layout{Source: "builder's default disk", Image: LoopImage{Name: "image0", BlockSize: SectorSize}}
+	p := &Partitioning{Base: "image0", Label: s.PartitionTable, AlignBytes: MiB, DiskGUID: s.DiskGUID}
+	abs := func(b int64) Size { return Size{Spec: humanBytes(b), Bytes: b} }
+	if s.PartitionTable == GPT && s.BIOS {
+		p.Partitions = append(p.Partitions, PartitionSpec{Name: "bios", Size: abs(biosBootBytes), Type: "EF02", TypeGUID: BIOSBoot})
 	}
-	for _, f := range s.Files {
-		if err := checkImagePath(f.Path); err != nil {
-			return s, err
+	if s.UEFI {
+		p.Partitions = append(p.Partitions, PartitionSpec{Name: "esp", Size: abs(s.ESPSizeBytes), Primary: s.PartitionTable == MBR, Type: "EF00", TypeGUID: ESP, MBRType: MBRESP})
+		l.Filesystems = append(l.Filesystems, Filesystem{Name: "esp", Base: "esp", Type: "vfat", Label: "ESP", UUID: FATVolumeID(s.ESPVolumeID),
+			Mount:   &Mount{Name: "mount_esp", MountPoint: "/boot/efi", Fstab: &FstabEntry{Options: "umask=0077,nofail", FsckPassno: 2}},
+			typeSet: true, labelSet: true})
+	}
+	p.Partitions = append(p.Partitions, PartitionSpec{Name: "root", Size: Size{Spec: "100%", Relative: true, Percent: 100},
+		Boot: s.PartitionTable == MBR, Primary: s.PartitionTable == MBR, TypeGUID: s.RootTypeGUID, MBRType: MBRLinux})
+	if s.PartitionTable == GPT {
+		for i := range p.Partitions {
+			p.Partitions[i].GUID = derivedGUID(s.DiskGUID, fmt.Sprintf("partition-%d", i+1))
 		}
 	}
-	return s, nil
+	l.Partitioning = p
+	l.Filesystems = append(l.Filesystems, Filesystem{Name: "mkfs_root", Base: "root", Type: s.RootFSType, Label: s.RootLabel, UUID: s.RootUUID,
+		Opts: s.MkfsOptions, Mount: &Mount{Name: "mount_mkfs_root", MountPoint: "/", Fstab: &FstabEntry{Options: "errors=remount-ro", FsckPassno: 1}},
+		typeSet: true, labelSet: true, optsSet: true})
+	return l
+}
+
+// completeLayout copies the spec's layout and fills in what the spec
+// gives: the root merge, then the identifiers.
+func completeLayout(s DiskSpec) (*Layout, error) {
+	l := s.Layout.Clone()
+	if err := l.MergeRoot(s.RootFSType, s.RootLabel, s.MkfsOptions); err != nil {
+		return nil, err
+	}
+	if r := l.Root(); r != nil && r.UUID == "" && s.RootUUID != "" {
+		r.UUID = s.RootUUID
+	}
+	if esp := l.ESP(); esp != nil && esp.UUID == "" && s.ESPVolumeID != 0 {
+		esp.UUID = FATVolumeID(s.ESPVolumeID)
+	}
+	if p := l.Partitioning; p != nil && p.DiskGUID == "" && s.DiskGUID != "" {
+		p.DiskGUID = s.DiskGUID
+	}
+	seed := s.RootUUID
+	if r := l.Root(); seed == "" && r != nil && r.UUID != "" {
+		seed = r.UUID
+	}
+	l.AssignIDs(seed)
+	if p := l.Partitioning; p != nil {
+		switch p.Label {
+		case GPT:
+			if _, err := parseGUID(p.DiskGUID); err != nil {
+				return nil, fmt.Errorf("disk GUID: %w", err)
+			}
+			p.DiskGUID = strings.ToUpper(p.DiskGUID)
+		case MBR:
+			sig, err := parseMBRSignature(p.DiskGUID)
+			if err != nil {
+				return nil, err
+			}
+			p.DiskGUID = fmt.Sprintf("%08X", sig)
+		}
+	}
+	for i := range l.Filesystems {
+		if fs := &l.Filesystems[i]; fs.Type != "vfat" {
+			fs.UUID = strings.ToLower(fs.UUID)
+		}
+	}
+	return l, nil
 }
 
 // checkImagePath accepts the paths debugfs can take unquoted.
@@ -199,130 +342,100 @@ func checkImagePath(p string) error {
 }
 
 // PlanDisk measures the tree and lays out the disk without writing
-// anything. With SizeBytes set it returns a *TooSmallError when the disk
-// cannot hold the tree, so callers fail before the slow steps.
+// anything: partitions and logical volumes sized as DIB sizes them, each
+// filesystem sized for its part of the tree, and the assembler that will
+// write it. With a disk size given it returns a *TooSmallError when the
+// disk cannot hold the tree, so callers fail before the slow steps; an
+// error naming the partition when a fixed-size partition is too small for
+// its filesystem's content.
 func PlanDisk(ctx context.Context, spec DiskSpec) (*Disk, error) {
 	s, err := normalize(spec)
 	if err != nil {
 		return nil, err
 	}
-	opts, err := parseMkfsOptions(s.MkfsOptions)
-	if err != nil {
+	var l *Layout
+	if s.Layout == nil {
+		if _, err := parseMkfsOptions(s.MkfsOptions); err != nil {
+			return nil, err
+		}
+		l = legacyLayout(s)
+	} else if l, err = completeLayout(s); err != nil {
 		return nil, err
 	}
-	u, err := MeasureTree(ctx, s.RootDir)
-	if err != nil {
-		return nil, err
-	}
-	if len(u.MountPoints) > 0 {
-		return nil, fmt.Errorf("root tree %s has other filesystems mounted at %s: mkfs.ext4 -d would copy their content; unmount them first",
-			s.RootDir, strings.Join(u.MountPoints, ", "))
-	}
-	// Plan for the injected files too (directories created for them are
-	// within the allowance).
-	need := u
-	for _, f := range s.Files {
-		need.DataBytes += roundUp(int64(len(f.Data)), blockBytes)
-		need.Inodes++
-	}
-
-	// Partitions before the root, and space kept after it.
-	head := MiB // alignment gap: MBR/GPT, and core.img on MBR
-	if s.PartitionTable == GPT && s.BIOS {
-		head += biosBootBytes
-	}
-	if s.UEFI {
-		head += s.ESPSizeBytes
-	}
-	tail := int64(0)
-	if s.PartitionTable == GPT {
-		tail = MiB // backup GPT
-	}
-
-	minRoot, err := opts.minFSBytes(need, 0)
-	if err != nil {
-		return nil, fmt.Errorf("size root filesystem: %w", err)
-	}
-	var diskBytes int64
-	if s.SizeBytes == 0 {
-		root, err := opts.minFSBytes(need, s.HeadroomBytes)
-		if err != nil {
-			return nil, fmt.Errorf("size root filesystem: %w", err)
-		}
-		diskBytes = roundUp(head+root+tail, diskSizeUnit)
-	} else {
-		diskBytes = roundUp(s.SizeBytes, MiB)
-	}
-	rootBytes := diskBytes - head - tail
-	tooSmall := &TooSmallError{SizeBytes: diskBytes, NeedBytes: head + minRoot + tail, RootFSNeedBytes: minRoot, ContentBytes: need.ContentBytes()}
-	if rootBytes < minRoot {
-		return nil, tooSmall
-	}
-	_, free, err := opts.fit(rootBytes, need)
-	if err != nil || free < 0 {
-		// Capacity is not monotonic in size (the journal grows in steps),
-		// so a size above the minimum can still fall short by a little:
-		// ask for the next size that fits.
-		next, err := opts.minFSBytesFrom(need, 0, rootBytes+MiB)
-		if err != nil {
-			return nil, fmt.Errorf("size root filesystem: %w", err)
-		}
-		tooSmall.NeedBytes = head + next + tail
-		return nil, tooSmall
-	}
-	if s.PartitionTable == MBR && diskBytes > (1<<32)*SectorSize {
-		return nil, fmt.Errorf("disk size %s is too large for an MBR partition table (2 TiB): use GPT", humanBytes(diskBytes))
-	}
-
-	d := &Disk{
-		Table:         Table{Kind: s.PartitionTable, DiskGUID: s.DiskGUID, DiskSizeBytes: diskBytes},
-		RootFSBytes:   rootBytes,
-		Usage:         u,
-		Spec:          s,
-		RootInodes:    opts.inodesFor(rootBytes, need),
-		RootFreeBytes: free * opts.BlockSize,
-	}
-	start := MiB
-	add := func(p Partition) int {
-		p.Number = len(d.Table.Partitions) + 1
-		p.StartBytes = start
-		start += p.SizeBytes
-		if s.PartitionTable == GPT {
-			p.GUID = derivedGUID(s.DiskGUID, fmt.Sprintf("partition-%d", p.Number))
-			p.MBRType = 0
-		} else {
-			p.TypeGUID, p.Name = "", ""
-		}
-		d.Table.Partitions = append(d.Table.Partitions, p)
-		return len(d.Table.Partitions) - 1
-	}
-	bios, esp := -1, -1
-	if s.PartitionTable == GPT && s.BIOS {
-		bios = add(Partition{Name: "bios", TypeGUID: BIOSBoot, SizeBytes: biosBootBytes})
-	}
-	if s.UEFI {
-		esp = add(Partition{Name: "esp", TypeGUID: ESP, MBRType: MBRESP, SizeBytes: s.ESPSizeBytes})
-	}
-	root := add(Partition{Name: "root", TypeGUID: s.RootTypeGUID, MBRType: MBRLinux, SizeBytes: rootBytes,
-		Bootable: s.PartitionTable == MBR})
-	d.RootPartition = d.Table.Partitions[root]
-	if bios >= 0 {
-		p := d.Table.Partitions[bios]
-		d.BIOSBootPartition = &p
-	}
-	if esp >= 0 {
-		p := d.Table.Partitions[esp]
-		d.ESPPartition = &p
-	}
-	if err := d.Table.Validate(); err != nil {
-		return nil, fmt.Errorf("planned partition table: %w", err)
-	}
-	return d, nil
+	return planLayout(ctx, s, l, s.Layout == nil)
 }
 
-// Fstab returns /etc/fstab for the disk: the root by label, and the ESP by
-// its FAT volume id (nofail, so a missing ESP does not stop the boot).
+// setBootInfo decides the boot loaders and where GRUB finds its files,
+// and fills the original disk's fields (root partition, ESP, ...).
+func (d *Disk) setBootInfo(lp *layoutPlan) error {
+	s, l := &d.Spec, d.Layout
+	root := d.Filesystem(l.Root().Name)
+	if root.Partition != nil {
+		d.RootPartition = *root.Partition
+	}
+	d.RootFSBytes, d.RootInodes, d.RootFreeBytes = root.SizeBytes, root.Inodes, root.FreeBytes
+	var why []string
+	canBIOS := false
+	switch d.Table.Kind {
+	case MBR:
+		canBIOS = true
+	case GPT:
+		for i := range d.Table.Partitions {
+			if p := d.Table.Partitions[i]; p.TypeGUID == BIOSBoot {
+				d.BIOSBootPartition, canBIOS = &p, true
+				break
+			}
+		}
+		if !canBIOS {
+			why = append(why, "BIOS needs a BIOS boot partition (type EF02) on GPT")
+		}
+	default:
+		why = append(why, "the layout has no partition table, so there is nowhere to put GRUB")
+	}
+	canUEFI := false
+	if esp := l.ESP(); esp != nil {
+		p := d.Filesystem(esp.Name)
+		switch {
+		case p.Partition == nil || p.isLV:
+			why = append(why, "UEFI needs the ESP on a partition")
+		case d.Table.Kind == GPT && p.Partition.TypeGUID != ESP:
+			why = append(why, fmt.Sprintf("UEFI needs the ESP partition %s to be type EF00", p.Volume))
+		case d.Table.Kind == MBR && p.Partition.MBRType != MBRESP:
+			why = append(why, fmt.Sprintf("UEFI needs the ESP partition %s to be type 0xEF", p.Volume))
+		default:
+			canUEFI = true
+			part := *p.Partition
+			d.ESPPartition = &part
+		}
+	} else {
+		why = append(why, "UEFI needs an ESP (a vfat filesystem mounted at /boot/efi)")
+	}
+	if !s.BIOS && !s.UEFI {
+		s.BIOS, s.UEFI = canBIOS, canUEFI
+	} else if (s.BIOS && !canBIOS) || (s.UEFI && !canUEFI) {
+		return fmt.Errorf("%s: cannot install the boot loader asked for: %s", l.Source, strings.Join(why, "; "))
+	}
+	if !s.UEFI {
+		d.ESPPartition = nil
+	}
+	if !s.BIOS {
+		d.BIOSBootPartition = nil
+	}
+	if b := l.BootFilesystem(); b != nil {
+		d.BootFilesystem = b.Name
+		d.EarlyConfig = EarlyConfigFor(b.UUID, l.GrubPrefix())
+	}
+	return nil
+}
+
+// Fstab returns /etc/fstab for the disk: with a Layout, DIB's (every
+// filesystem by label, Layout.Fstab); for the original disk, the root by
+// label and the ESP by its FAT volume id (nofail, so a missing ESP does
+// not stop the boot).
 func (d *Disk) Fstab() string {
+	if !d.legacy {
+		return d.Layout.Fstab()
+	}
 	return Fstab(d.Spec.RootLabel, d.Spec.RootFSType, d.Spec.ESPVolumeID, d.ESPPartition != nil)
 }
 
@@ -341,171 +454,17 @@ func FATVolumeID(id uint32) string {
 	return fmt.Sprintf("%04X-%04X", id>>16, id&0xffff)
 }
 
-// BuildDisk writes the planned disk to path as a sparse raw image: the
-// partition table, the ext4 root made by mkfs.ext4 -d straight at its
-// offset, d.Spec.Files injected with debugfs, the ESP made by mkfs.vfat and
-// filled with mtools, and GRUB for BIOS and/or UEFI. No loop device, mount
-// or root-only tool is used. The image is written to a temporary name
-// beside path and renamed when complete; on failure nothing is left.
-func BuildDisk(ctx context.Context, d *Disk, path string) (err error) {
-	if d == nil {
-		return errors.New("build disk: nil Disk: call PlanDisk first")
+// parseFATVolumeID reads a FAT volume id: XXXX-XXXX or 8 hex digits.
+func parseFATVolumeID(s string) (uint32, error) {
+	h := strings.ReplaceAll(s, "-", "")
+	var v uint32
+	if len(h) != 8 || (strings.Contains(s, "-") && (len(s) != 9 || s[4] != '-')) {
+		return 0, fmt.Errorf("FAT volume id %q: give XXXX-XXXX (8 hex digits)", s)
 	}
-	s := d.Spec
-	if err := preflight(d, path); err != nil {
-		return fmt.Errorf("build disk %s: %w", path, err)
+	if _, err := fmt.Sscanf(h, "%08x", &v); err != nil {
+		return 0, fmt.Errorf("FAT volume id %q: give XXXX-XXXX (8 hex digits)", s)
 	}
-	opts, err := parseMkfsOptions(s.MkfsOptions)
-	if err != nil {
-		return err
-	}
-	work, err := os.MkdirTemp("", "assemble-")
-	if err != nil {
-		return fmt.Errorf("build disk: %w", err)
-	}
-	defer os.RemoveAll(work)
-
-	tmp := tempPath(path)
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return fmt.Errorf("build disk: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err := d.Table.WriteTo(f); err != nil {
-		return fmt.Errorf("build disk: %w", err)
-	}
-
-	// The root filesystem takes nearly all the time and one core; GRUB
-	// images and the ESP are independent of it and go alongside.
-	var g group
-	gctx := g.start(ctx)
-	g.run(func() error { return buildRootFS(gctx, d, opts, tmp, work) })
-	var coreImg []byte
-	g.run(func() error {
-		var err error
-		coreImg, err = buildBootFiles(gctx, d, tmp, work)
-		return err
-	})
-	if err := g.wait(); err != nil {
-		return fmt.Errorf("build disk: %w", err)
-	}
-	if s.BIOS {
-		boot, err := os.ReadFile(filepath.Join(s.GrubPCDir, "boot.img"))
-		if err != nil {
-			return fmt.Errorf("build disk: %w", err)
-		}
-		if err := InstallBIOSBoot(f, boot, coreImg); err != nil {
-			return fmt.Errorf("build disk: %w", err)
-		}
-	}
-	// mke2fs has already synced its part, so this is cheap; it makes the
-	// rename below publish a complete image even across a crash.
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("build disk: sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("build disk: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("build disk: %w", err)
-	}
-	d.Path = path
-	return nil
-}
-
-// preflight checks everything that would otherwise fail late: tools, GRUB
-// files, a grub.cfg to boot, the output directory and its free space.
-func preflight(d *Disk, out string) error {
-	s := d.Spec
-	tools := []string{"mkfs.ext4"}
-	if len(s.Files) > 0 {
-		tools = append(tools, "debugfs")
-	}
-	if s.UEFI {
-		tools = append(tools, "mkfs.vfat", "mmd", "mcopy")
-	}
-	if s.BIOS || s.UEFI {
-		tools = append(tools, "grub-mkimage")
-	}
-	for _, t := range tools {
-		if _, err := lookTool(t); err != nil {
-			return err
-		}
-	}
-	if s.BIOS {
-		if err := checkGrubDir(GrubPC, s.GrubPCDir); err != nil {
-			return err
-		}
-	}
-	if s.UEFI {
-		if err := checkGrubDir(GrubEFI, s.GrubEFIDir); err != nil {
-			return err
-		}
-	}
-	if s.BIOS || s.UEFI {
-		has := false
-		for _, f := range s.Files {
-			has = has || f.Path == "/boot/grub/grub.cfg"
-		}
-		if _, err := os.Lstat(filepath.Join(s.RootDir, "boot/grub/grub.cfg")); err == nil {
-			has = true
-		}
-		if !has {
-			return fmt.Errorf("nothing to boot: %s has no /boot/grub/grub.cfg and DiskSpec.Files adds none; add GrubConfig(...) as /boot/grub/grub.cfg", s.RootDir)
-		}
-	}
-	for _, f := range s.Files { // Files may have been added after PlanDisk
-		if err := checkImagePath(f.Path); err != nil {
-			return err
-		}
-	}
-	if err := checkOutputDir(out); err != nil {
-		return err
-	}
-	// The image is sparse: it takes about the tree plus the metadata mkfs
-	// writes (inode tables are written, the journal zeroed).
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(out), &st); err == nil {
-		need := d.Usage.ContentBytes() + d.RootInodes*256 + 128*MiB
-		if avail := int64(st.Bavail) * int64(st.Bsize); avail < need {
-			return fmt.Errorf("not enough space in %s: %s available, the image needs about %s", filepath.Dir(out), humanBytes(avail), humanBytes(need))
-		}
-	}
-	return nil
-}
-
-// buildRootFS makes the ext4 root inside the image at the root partition's
-// offset, then writes the injected files.
-func buildRootFS(ctx context.Context, d *Disk, opts ext4Options, img, work string) error {
-	s := d.Spec
-	args := []string{"-q", "-F",
-		"-b", fmt.Sprint(opts.BlockSize), "-I", fmt.Sprint(opts.InodeSize), "-N", fmt.Sprint(d.RootInodes),
-		"-L", s.RootLabel, "-U", s.RootUUID}
-	if pins := featurePins(ctx); len(pins) > 0 {
-		args = append(args, "-O", strings.Join(pins, ","))
-	}
-	args = append(args, opts.Rest...) // after the pins: an explicit request wins
-	ext := append([]string{"root_owner=0:0", fmt.Sprintf("offset=%d", d.RootPartition.StartBytes)}, opts.Extended...)
-	args = append(args, "-E", strings.Join(ext, ","), "-d", s.RootDir, img, fmt.Sprintf("%dk", d.RootFSBytes/1024))
-	if _, err := run(ctx, "mkfs.ext4", args...); err != nil {
-		var te *ToolError
-		if errors.As(err, &te) && (strings.Contains(te.Stderr, "Could not allocate") || strings.Contains(te.Stderr, "No free space")) {
-			return fmt.Errorf("root filesystem of %s is too small for %s (did the tree change after PlanDisk?); give a larger image size: %w",
-				humanBytes(d.RootFSBytes), s.RootDir, err)
-		}
-		return fmt.Errorf("make root filesystem: %w", err)
-	}
-	if len(s.Files) > 0 {
-		if err := injectFiles(ctx, fmt.Sprintf("%s?offset=%d", img, d.RootPartition.StartBytes), s.Files, work); err != nil {
-			return fmt.Errorf("write files into the root filesystem: %w", err)
-		}
-	}
-	return nil
+	return v, nil
 }
 
 // featurePins returns the "-O ^feature" entries that keep the filesystem
@@ -561,27 +520,48 @@ func mke2fsAtLeast147(ctx context.Context) bool {
 // injectFiles writes files into the ext4 filesystem at img (a libext2fs
 // "file?offset=N" name) with debugfs, then reads them back: debugfs exits 0
 // even when a command fails, so the read-back is the real check.
-func injectFiles(ctx context.Context, img string, files []File, work string) error {
-	var script strings.Builder
+//
+// pre are debugfs commands run first (mkdir of mount points, sif);
+// exists says whether a directory is already in the filesystem (it was in
+// the tree mkfs copied). Directories are made first, and only missing
+// ones: debugfs 1.47.0 leaks an inode (e2fsck: "unconnected directory")
+// when it is asked to mkdir an existing directory after a write.
+func injectFiles(ctx context.Context, img string, files []File, work string, pre []string, exists func(dir string) bool) error {
+	work, err := os.MkdirTemp(work, "debugfs-")
+	if err != nil {
+		return err
+	}
+	var mkdirs, writes strings.Builder
 	made := map[string]bool{}
+	for _, c := range pre {
+		if dir, ok := strings.CutPrefix(c, "mkdir "); ok {
+			made[dir] = true
+			mkdirs.WriteString(c + "\n")
+		} else {
+			writes.WriteString(c + "\n")
+		}
+	}
 	for i, f := range files {
 		var dirs []string
 		for dir := path.Dir(f.Path); dir != "/" && !made[dir]; dir = path.Dir(dir) {
-			dirs = append([]string{dir}, dirs...)
 			made[dir] = true
+			if !exists(dir) {
+				dirs = append([]string{dir}, dirs...)
+			}
 		}
 		for _, dir := range dirs {
-			fmt.Fprintf(&script, "mkdir %s\n", dir) // fails harmlessly when it exists
+			fmt.Fprintf(&mkdirs, "mkdir %s\n", dir)
 		}
 		src := filepath.Join(work, fmt.Sprintf("inject-%d", i))
 		if err := os.WriteFile(src, f.Data, 0o600); err != nil {
 			return err
 		}
-		fmt.Fprintf(&script, "rm %s\nwrite %s %s\nsif %s mode 0%o\nsif %s uid 0\nsif %s gid 0\n",
+		fmt.Fprintf(&writes, "rm %s\nwrite %s %s\nsif %s mode 0%o\nsif %s uid 0\nsif %s gid 0\n",
 			f.Path, src, f.Path, f.Path, 0o100000|unixPerm(f.Mode), f.Path, f.Path)
 	}
+	script := mkdirs.String() + writes.String()
 	scriptPath := filepath.Join(work, "debugfs.cmd")
-	if err := os.WriteFile(scriptPath, []byte(script.String()), 0o600); err != nil {
+	if err := os.WriteFile(scriptPath, []byte(script), 0o600); err != nil {
 		return err
 	}
 	if _, err := run(ctx, "debugfs", "-w", "-f", scriptPath, img); err != nil {
@@ -617,56 +597,6 @@ func unixPerm(m fs.FileMode) uint32 {
 		p |= 0o1000
 	}
 	return p
-}
-
-// buildBootFiles makes the GRUB images and the ESP. It returns core.img
-// for InstallBIOSBoot, which must wait for the table to be final.
-func buildBootFiles(ctx context.Context, d *Disk, img, work string) ([]byte, error) {
-	s := d.Spec
-	early := EarlyConfig(s.RootUUID)
-	var core []byte
-	if s.BIOS {
-		p := filepath.Join(work, "core.img")
-		if err := MakeCoreImage(ctx, s.GrubPCDir, early, p); err != nil {
-			return nil, err
-		}
-		var err error
-		if core, err = os.ReadFile(p); err != nil {
-			return nil, err
-		}
-	}
-	if s.UEFI && d.ESPPartition != nil {
-		efi := filepath.Join(work, "BOOTX64.EFI")
-		if err := MakeEFIImage(ctx, s.GrubEFIDir, early, efi); err != nil {
-			return nil, err
-		}
-		if err := buildESP(ctx, img, *d.ESPPartition, s.ESPVolumeID, efi); err != nil {
-			return nil, fmt.Errorf("make ESP: %w", err)
-		}
-	}
-	return core, nil
-}
-
-// buildESP formats the ESP in place and puts GRUB at the removable-media
-// path EFI/BOOT/BOOTX64.EFI, which firmware boots without NVRAM entries.
-func buildESP(ctx context.Context, img string, p Partition, volumeID uint32, bootx64 string) error {
-	startLBA := p.StartBytes / SectorSize
-	// -s 1: mkfs.fat would size clusters from the whole image file and
-	// make an invalid FAT32 (too few clusters). --invariant first: it
-	// would otherwise override -i. -h: hidden sectors = partition start.
-	if _, err := run(ctx, "mkfs.vfat", "-F", "32", "-s", "1", "-S", "512", "--invariant",
-		"-i", fmt.Sprintf("%08X", volumeID), "-n", "ESP", "-h", fmt.Sprint(startLBA),
-		fmt.Sprintf("--offset=%d", startLBA), img, fmt.Sprint(p.SizeBytes/1024)); err != nil {
-		return err
-	}
-	target := fmt.Sprintf("%s@@%d", img, p.StartBytes)
-	if _, err := run(ctx, "mmd", "-i", target, "::/EFI", "::/EFI/BOOT"); err != nil {
-		return err
-	}
-	if _, err := run(ctx, "mcopy", "-o", "-i", target, bootx64, "::/EFI/BOOT/BOOTX64.EFI"); err != nil {
-		return err
-	}
-	return nil
 }
 
 // group runs functions concurrently; the first error cancels the rest.

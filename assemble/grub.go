@@ -27,12 +27,13 @@ const (
 
 // GrubModules is the module list embedded in core.img or BOOTX64.EFI. All
 // of it is embedded because the image has no /boot/grub/<platform>/*.mod
-// (there is no grub-install): partition tables, the filesystems, finding
+// (there is no grub-install): partition tables, the filesystems a layout
+// can put /boot on (ext2/3/4, xfs, vfat, on a partition or LVM), finding
 // the root by UUID or label, the commands grub.cfg uses, the serial
 // console, and the firmware's disk (biosdisk) or video (efi_gop).
 func GrubModules(p GrubPlatform) []string {
 	mods := []string{
-		"part_gpt", "part_msdos", "ext2", "fat",
+		"part_gpt", "part_msdos", "ext2", "fat", "xfs", "lvm",
 		"search", "search_fs_uuid", "search_label",
 		"normal", "linux", "echo", "test", "configfile", "gzio", "loadenv",
 		"serial", "terminal", "ls", "cat", "halt", "reboot", "sleep",
@@ -50,8 +51,16 @@ func GrubModules(p GrubPlatform) []string {
 // before normal mode, so only plain commands (no if blocks): find the root
 // filesystem by UUID, whatever the disk order, and read grub.cfg from it.
 func EarlyConfig(rootUUID string) string {
-	return "search.fs_uuid " + rootUUID + " root\n" +
-		"set prefix=($root)/boot/grub\n"
+	return EarlyConfigFor(rootUUID, "/boot/grub")
+}
+
+// EarlyConfigFor is EarlyConfig for GRUB's files on the filesystem bootUUID
+// (an ext4 or xfs UUID, or a FAT volume id XXXX-XXXX) under prefix:
+// "/grub" when /boot is a filesystem of its own, "/boot/grub" otherwise
+// (Layout.GrubPrefix).
+func EarlyConfigFor(bootUUID, prefix string) string {
+	return "search.fs_uuid " + bootUUID + " root\n" +
+		"set prefix=($root)" + prefix + "\n"
 }
 
 // MakeCoreImage builds the i386-pc core.img with the early config and
@@ -74,6 +83,7 @@ func makeGrubImage(ctx context.Context, p GrubPlatform, grubDir, earlyConfig, ou
 		return fmt.Errorf("grub %s image: %w", p, err)
 	}
 	defer os.Remove(cfg)
+	// -p is only the fallback: the early config sets the prefix.
 	args := append([]string{"-O", string(p), "-d", grubDir, "-o", outPath, "-c", cfg, "-p", "/boot/grub"}, GrubModules(p)...)
 	if _, err := run(ctx, "grub-mkimage", args...); err != nil {
 		os.Remove(outPath)
@@ -156,7 +166,7 @@ func InstallBIOSBoot(f *os.File, bootImg, coreImg []byte) error {
 	case MBR:
 		firstLBA := t.DiskSizeBytes / SectorSize
 		for _, p := range t.Partitions {
-			firstLBA = min(firstLBA, p.StartBytes/SectorSize)
+			firstLBA = min(firstLBA, p.extentStart(MBR)/SectorSize) // a logical partition's EBR counts
 		}
 		startLBA, roomSectors = 1, firstLBA-1
 	}
@@ -198,9 +208,19 @@ func InstallBIOSBoot(f *os.File, bootImg, coreImg []byte) error {
 }
 
 // GrubConfigSpec describes the /boot/grub/grub.cfg builder writes.
+//
+// With a separate /boot filesystem (Layout.BootFilesystem is not the
+// root), GRUB reads the kernel from that filesystem: set BootUUID to its
+// UUID and Kernel and Initrd to paths on it, e.g. "/vmlinuz-6.1.0-13-amd64"
+// (Layout.PathOnFilesystem("/boot/vmlinuz-6.1.0-13-amd64") gives it). The
+// /vmlinuz and /initrd.img symlinks are on the root filesystem and point
+// into /boot, so GRUB cannot follow them from there.
 type GrubConfigSpec struct {
-	RootUUID  string // searched for and passed as root=UUID=; if "", RootLabel is used
+	RootUUID  string // passed as root=UUID= (and searched for without BootUUID); if "", RootLabel is used
 	RootLabel string
+	// BootUUID is the filesystem holding the kernel and initrd, searched
+	// for by GRUB; "" means the root filesystem.
+	BootUUID string
 	// KernelCmdline follows root=...; default DefaultKernelCmdline.
 	KernelCmdline string
 	Timeout       int    // seconds, written as is (0 boots at once, -1 waits)
@@ -208,7 +228,8 @@ type GrubConfigSpec struct {
 	Title         string // menu entry title; default "GNU/Linux"
 	// Kernel and Initrd default to /vmlinuz and /initrd.img: the symlinks
 	// Debian keeps pointing at the newest kernel, so the config survives
-	// kernel updates without grub-mkconfig.
+	// kernel updates without grub-mkconfig. They are paths on the
+	// filesystem GRUB searched (BootUUID's when given).
 	Kernel, Initrd string
 }
 
@@ -238,6 +259,9 @@ func GrubConfig(s GrubConfigSpec) string {
 	if s.RootUUID == "" {
 		search = "search --no-floppy --label --set=root " + grubQuote(s.RootLabel)
 		root = "root=LABEL=" + s.RootLabel
+	}
+	if s.BootUUID != "" {
+		search = "search --no-floppy --fs-uuid --set=root " + s.BootUUID
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "set timeout=%d\nset default=0\n", s.Timeout)

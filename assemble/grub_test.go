@@ -134,3 +134,18 @@ func TestInstallBIOSBootRefuses(t *testing.T) {
 		t.Errorf("InstallBIOSBoot on a blank file: %v", err)
 	}
 }
+
+// A separate /boot: GRUB searches the boot filesystem and loads the
+// kernel by its path there; the kernel still gets the root's UUID.
+func TestGrubConfigSeparateBoot(t *testing.T) {
+	const boot = "0b5c3e88-53f3-4d6b-9e34-2f1c7d1f7a01"
+	if got := EarlyConfigFor(boot, "/grub"); got != "search.fs_uuid "+boot+" root\nset prefix=($root)/grub\n" {
+		t.Errorf("EarlyConfigFor: %q", got)
+	}
+	cfg := GrubConfig(GrubConfigSpec{RootUUID: testRootUUID, BootUUID: boot, Kernel: "/vmlinuz-6.1.0-13-amd64", Initrd: "/initrd.img-6.1.0-13-amd64"})
+	for _, w := range []string{"search --no-floppy --fs-uuid --set=root " + boot + "\n", "linux /vmlinuz-6.1.0-13-amd64 root=UUID=" + testRootUUID + " ro", "initrd /initrd.img-6.1.0-13-amd64"} {
+		if !strings.Contains(cfg, w) {
+			t.Errorf("grub.cfg lacks %q:\n%s", w, cfg)
+		}
+	}
+}

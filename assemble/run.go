@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 )
 
 // toolPackages names the Debian package that ships each host tool, so a
@@ -21,6 +23,10 @@ var toolPackages = map[string]string{
 	"mcopy":        "mtools",
 	"grub-mkimage": "grub-common",
 	"qemu-img":     "qemu-utils",
+	"mkfs.xfs":     "xfsprogs",
+	"losetup":      "mount",
+	"unshare":      "util-linux",
+	"lvm":          "lvm2",
 }
 
 // lookTool finds a host tool in PATH, plus the sbin directories that a
@@ -50,7 +56,8 @@ func run(ctx context.Context, name string, args ...string) ([]byte, error) {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "LVM_SUPPRESS_FD_WARNINGS=1")
+	killGroupOnCancel(cmd)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -64,6 +71,22 @@ func run(ctx context.Context, name string, args ...string) ([]byte, error) {
 		return stdout.Bytes(), &ToolError{Tool: name, Args: args, Err: err, Stderr: msg}
 	}
 	return stdout.Bytes(), nil
+}
+
+// killGroupOnCancel runs cmd in a process group of its own and, when the
+// context is cancelled, kills the whole group: a tool run through
+// "unshare ... sh -c" has children (cp, mount) that must die with it, or
+// they would keep the private mount namespace, and with it loop devices,
+// busy after BuildDisk returned.
+func killGroupOnCancel(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error {
+		if cmd.Process == nil {
+			return nil
+		}
+		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	cmd.WaitDelay = 10 * time.Second
 }
 
 // ToolError is a host tool that exited with an error.

@@ -71,6 +71,28 @@ type Partition struct {
 	Bootable bool
 }
 
+// MBR partitions numbered 5 and up are logical partitions inside an
+// extended partition, laid out as DIB's MBR writer does: the extended
+// partition takes the first free primary slot and runs from the first
+// logical partition's EBR to the end of the disk, and each logical
+// partition's EBR (extended boot record) is the sector 1 MiB before the
+// partition, so the gap the alignment leaves holds it.
+const firstLogical = 5
+
+// ebrGap is how far before a logical partition its EBR sits.
+const ebrGap = MiB
+
+// IsLogical reports whether p is an MBR logical partition.
+func (p Partition) IsLogical() bool { return p.Number >= firstLogical }
+
+// extentStart is the first byte p occupies, its EBR included.
+func (p Partition) extentStart(kind TableKind) int64 {
+	if kind == MBR && p.IsLogical() {
+		return p.StartBytes - ebrGap
+	}
+	return p.StartBytes
+}
+
 // EndBytes is the first byte after the partition.
 func (p Partition) EndBytes() int64 { return p.StartBytes + p.SizeBytes }
 
@@ -113,8 +135,16 @@ func (t Table) Validate() error {
 			return err
 		}
 		first, last = SectorSize, min(t.DiskSizeBytes, (1<<32)*SectorSize)
-		if len(t.Partitions) > 4 {
-			return fmt.Errorf("%d partitions: an MBR holds at most 4 primary partitions", len(t.Partitions))
+		primaries, logicals := 0, 0
+		for _, p := range t.Partitions {
+			if p.IsLogical() {
+				logicals++
+			} else {
+				primaries++
+			}
+		}
+		if logicals > 0 && primaries > 3 {
+			return fmt.Errorf("%d primary partitions and logical ones: the extended partition needs one of the 4 MBR slots", primaries)
 		}
 	default:
 		return fmt.Errorf("unknown partition table kind %q: use %q or %q", t.Kind, GPT, MBR)
@@ -126,6 +156,9 @@ func (t Table) Validate() error {
 		maxNum := gptEntries
 		if t.Kind == MBR {
 			maxNum = 4
+			if p.IsLogical() {
+				maxNum = firstLogical + 250 // far beyond what tools list (about 60)
+			}
 		}
 		if p.Number < 1 || p.Number > maxNum {
 			return fmt.Errorf("partition %d (%s): number must be 1..%d", p.Number, p.Name, maxNum)
@@ -138,7 +171,7 @@ func (t Table) Validate() error {
 			return fmt.Errorf("partition %d (%s): start %d and size %d bytes must be positive multiples of 1 MiB",
 				p.Number, p.Name, p.StartBytes, p.SizeBytes)
 		}
-		if p.StartBytes < first || p.EndBytes() > last {
+		if p.extentStart(t.Kind) < first || p.EndBytes() > last {
 			return fmt.Errorf("partition %d (%s) spans bytes %d..%d, outside the usable area %d..%d of a %d-byte disk",
 				p.Number, p.Name, p.StartBytes, p.EndBytes(), first, last, t.DiskSizeBytes)
 		}
@@ -176,12 +209,54 @@ func (t Table) Validate() error {
 	slices.SortFunc(sorted, func(a, b Partition) int { return cmp.Compare(a.StartBytes, b.StartBytes) })
 	for i := 1; i < len(sorted); i++ {
 		a, b := sorted[i-1], sorted[i]
-		if b.StartBytes < a.EndBytes() {
-			return fmt.Errorf("partitions %d (%s) and %d (%s) overlap: %d..%d and %d..%d",
-				a.Number, a.Name, b.Number, b.Name, a.StartBytes, a.EndBytes(), b.StartBytes, b.EndBytes())
+		if b.extentStart(t.Kind) < a.EndBytes() {
+			what := ""
+			if t.Kind == MBR && b.IsLogical() {
+				what = fmt.Sprintf(" (with the EBR of %d in the MiB before it)", b.Number)
+			}
+			return fmt.Errorf("partitions %d (%s) and %d (%s) overlap: %d..%d and %d..%d%s",
+				a.Number, a.Name, b.Number, b.Name, a.StartBytes, a.EndBytes(), b.StartBytes, b.EndBytes(), what)
+		}
+	}
+	if t.Kind == MBR {
+		// Logical partitions are numbered in disk order from 5, and every
+		// primary comes before the extended partition (which runs to the
+		// end of the disk).
+		next := firstLogical
+		seenLogical := false
+		for _, p := range sorted {
+			if p.IsLogical() {
+				if p.Number != next {
+					return fmt.Errorf("logical partition %d (%s) must be number %d: logical partitions are numbered 5, 6, ... in disk order", p.Number, p.Name, next)
+				}
+				next++
+				seenLogical = true
+			} else if seenLogical {
+				return fmt.Errorf("primary partition %d (%s) comes after a logical partition: give primary partitions first (as DIB requires)", p.Number, p.Name)
+			}
 		}
 	}
 	return nil
+}
+
+// extendedSlot is the MBR slot (1-4) of the extended partition: the first
+// one no primary partition uses, or 0 without logical partitions.
+func (t Table) extendedSlot() int {
+	used := map[int]bool{}
+	logical := false
+	for _, p := range t.Partitions {
+		used[p.Number] = true
+		logical = logical || p.IsLogical()
+	}
+	if !logical {
+		return 0
+	}
+	for n := 1; n <= 4; n++ {
+		if !used[n] {
+			return n
+		}
+	}
+	return 0
 }
 
 // WriteTo writes the table into f, which must be exactly DiskSizeBytes long
@@ -222,24 +297,63 @@ func (t Table) writeMBR(f *os.File, sector0 []byte) error {
 	binary.LittleEndian.PutUint32(sector0[0x1b8:], sig)
 	sector0[0x1bc], sector0[0x1bd] = 0, 0
 	clear(sector0[0x1be:0x1fe])
+	var logical []Partition
 	for _, p := range t.Partitions {
-		e := sector0[0x1be+16*(p.Number-1):]
-		if p.Bootable {
-			e[0] = 0x80
+		if p.IsLogical() {
+			logical = append(logical, p)
+			continue
 		}
-		start := p.StartBytes / SectorSize
-		end := p.EndBytes()/SectorSize - 1
-		copy(e[1:4], chs(start))
-		e[4] = p.MBRType
-		copy(e[5:8], chs(end))
-		binary.LittleEndian.PutUint32(e[8:], uint32(start))
-		binary.LittleEndian.PutUint32(e[12:], uint32(p.SizeBytes/SectorSize))
+		putMBREntry(sector0[0x1be+16*(p.Number-1):], p.Bootable, p.MBRType, p.StartBytes/SectorSize, p.StartBytes/SectorSize, p.SizeBytes/SectorSize)
 	}
 	sector0[0x1fe], sector0[0x1ff] = 0x55, 0xAA
+	slices.SortFunc(logical, func(a, b Partition) int { return cmp.Compare(a.StartBytes, b.StartBytes) })
+	var ebrs [][]byte
+	if len(logical) > 0 {
+		// The extended partition: from the first EBR to the end of the
+		// disk, as far as 32-bit sector counts reach.
+		extLBA := logical[0].extentStart(MBR) / SectorSize
+		extLen := min(t.DiskSizeBytes/SectorSize, 1<<32-1) - extLBA
+		putMBREntry(sector0[0x1be+16*(t.extendedSlot()-1):], false, mbrExtendedLBA, extLBA, extLBA, extLen)
+		for i, p := range logical {
+			ebr := make([]byte, SectorSize)
+			ebrLBA := p.extentStart(MBR) / SectorSize
+			putMBREntry(ebr[0x1be:], p.Bootable, p.MBRType, p.StartBytes/SectorSize, p.StartBytes/SectorSize-ebrLBA, p.SizeBytes/SectorSize)
+			if i+1 < len(logical) {
+				n := logical[i+1]
+				nLBA := n.extentStart(MBR) / SectorSize
+				putMBREntry(ebr[0x1be+16:], false, mbrExtendedCHS, nLBA, nLBA-extLBA, n.EndBytes()/SectorSize-nLBA)
+			}
+			ebr[0x1fe], ebr[0x1ff] = 0x55, 0xAA
+			ebrs = append(ebrs, ebr)
+		}
+	}
+	// EBRs first: sector 0 pointing at a half-written chain is worse
+	// than a chain nothing points at.
+	for i, p := range logical {
+		if _, err := f.WriteAt(ebrs[i], p.extentStart(MBR)); err != nil {
+			return fmt.Errorf("write EBR of partition %d: %w", p.Number, err)
+		}
+	}
 	if _, err := f.WriteAt(sector0, 0); err != nil {
 		return fmt.Errorf("write MBR: %w", err)
 	}
 	return nil
+}
+
+// putMBREntry writes a 16-byte partition entry for the sectors
+// absLBA..absLBA+length-1. The LBA field holds stored, which EBR entries
+// give relative to their EBR or to the extended partition; the CHS fields
+// describe the absolute sectors.
+func putMBREntry(e []byte, bootable bool, typ byte, absLBA, stored, length int64) {
+	clear(e[:16])
+	if bootable {
+		e[0] = 0x80
+	}
+	copy(e[1:4], chs(absLBA))
+	e[4] = typ
+	copy(e[5:8], chs(absLBA+length-1))
+	binary.LittleEndian.PutUint32(e[8:], uint32(stored))
+	binary.LittleEndian.PutUint32(e[12:], uint32(length))
 }
 
 func (t Table) writeGPT(f *os.File, sector0 []byte) error {
@@ -334,9 +448,14 @@ func ReadTable(f *os.File) (Table, error) {
 	if sector0[0x1be+4] != MBRProtective {
 		t.Kind = MBR
 		t.DiskGUID = fmt.Sprintf("%08X", binary.LittleEndian.Uint32(sector0[0x1b8:]))
+		extLBA := int64(-1)
 		for i := range 4 {
 			e := sector0[0x1be+16*i:]
-			if e[4] == 0 {
+			switch e[4] {
+			case 0:
+				continue
+			case mbrExtendedCHS, mbrExtendedLBA, 0x85:
+				extLBA = int64(binary.LittleEndian.Uint32(e[8:]))
 				continue
 			}
 			t.Partitions = append(t.Partitions, Partition{
@@ -346,6 +465,13 @@ func ReadTable(f *os.File) (Table, error) {
 				StartBytes: int64(binary.LittleEndian.Uint32(e[8:])) * SectorSize,
 				SizeBytes:  int64(binary.LittleEndian.Uint32(e[12:])) * SectorSize,
 			})
+		}
+		if extLBA >= 0 {
+			logical, err := readEBRChain(f, extLBA)
+			if err != nil {
+				return Table{}, err
+			}
+			t.Partitions = append(t.Partitions, logical...)
 		}
 		return t, nil
 	}
@@ -409,6 +535,40 @@ func ReadTable(f *os.File) (Table, error) {
 		})
 	}
 	return t, nil
+}
+
+// readEBRChain reads the logical partitions of the extended partition
+// starting at LBA extLBA.
+func readEBRChain(f *os.File, extLBA int64) ([]Partition, error) {
+	var out []Partition
+	ebrLBA := extLBA
+	for n := firstLogical; ; n++ {
+		if n > firstLogical+1000 {
+			return nil, fmt.Errorf("%s: the EBR chain has more than 1000 links: it loops", f.Name())
+		}
+		ebr := make([]byte, SectorSize)
+		if _, err := f.ReadAt(ebr, ebrLBA*SectorSize); err != nil {
+			return nil, fmt.Errorf("read EBR at LBA %d: %w", ebrLBA, err)
+		}
+		if ebr[0x1fe] != 0x55 || ebr[0x1ff] != 0xAA {
+			return nil, fmt.Errorf("%s: no EBR signature at LBA %d", f.Name(), ebrLBA)
+		}
+		e := ebr[0x1be:]
+		if e[4] != 0 {
+			out = append(out, Partition{
+				Number:     n,
+				MBRType:    e[4],
+				Bootable:   e[0] == 0x80,
+				StartBytes: (ebrLBA + int64(binary.LittleEndian.Uint32(e[8:]))) * SectorSize,
+				SizeBytes:  int64(binary.LittleEndian.Uint32(e[12:])) * SectorSize,
+			})
+		}
+		link := ebr[0x1be+16:]
+		if link[4] != mbrExtendedCHS && link[4] != mbrExtendedLBA {
+			return out, nil
+		}
+		ebrLBA = extLBA + int64(binary.LittleEndian.Uint32(link[8:]))
+	}
 }
 
 // chs encodes lba as an MBR cylinder/head/sector triple for the customary
