@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -84,35 +85,62 @@ func hostGrubID() (string, error) {
 
 // bootStep writes what the disk's boot needs into the tree before the
 // finalise phases see it, as DIB does: /etc/fstab, /boot/grub/grub.cfg and
-// GRUB's modules.
+// GRUB's modules. The layout gets its identifiers here, from the content
+// key, so that fstab, grub.cfg and the disk agree.
 func (p *plan) bootStep(req Request, rep *progress.Reporter, startKey string, prev []rootfs.Step) (rootfs.Step, error) {
 	key := startKey
 	for _, s := range prev {
 		key = rootfs.StepKey(key, s)
 	}
-	p.ids = deriveIDs(key)
+	p.layout.AssignIDs(key)
+	fstab := p.layout.Fstab()
+	if !p.vm {
+		// A filesystem image without a bootloader: only fstab.
+		id := sha256.Sum256([]byte("fstab-v1\x00" + fstab))
+		var t *progress.Task
+		return rootfs.Step{
+			Name: "fstab", Kind: rootfs.Tree, Identity: hex.EncodeToString(id[:]),
+			Edit: func(ctx context.Context, root string) error {
+				return os.WriteFile(filepath.Join(root, "etc/fstab"), []byte(fstab), 0o644)
+			},
+			Begin: func() { t = rep.Phase("fstab", "") },
+			End: func(cached bool, err error) {
+				if err != nil {
+					t.Fail(err)
+				} else {
+					t.Done(map[bool]string{true: "cached"}[cached])
+				}
+			},
+		}, nil
+	}
 	grubID, err := hostGrubID()
 	if err != nil {
 		return rootfs.Step{}, err
 	}
 	cmdline := kernelCmdline(p.env)
-	grubCfg := assemble.GrubConfig(assemble.GrubConfigSpec{
-		RootUUID:      p.ids.RootUUID,
-		RootLabel:     req.RootLabel,
+	root := p.layout.Root()
+	spec := assemble.GrubConfigSpec{
+		RootUUID:      root.UUID,
 		KernelCmdline: cmdline,
 		Timeout:       grubTimeout(p.env),
 		Serial:        serialCommand(p.env),
 		Title:         prettyName(p.env),
-	})
-	fstab := assemble.Fstab(req.RootLabel, "ext4", p.ids.ESPID, true)
-	id := sha256.Sum256([]byte(strings.Join([]string{"boot-v1", grubID, grubCfg, fstab}, "\x00")))
+	}
+	// With /boot on a filesystem of its own GRUB finds the kernel there,
+	// through links builder keeps in /boot (see writeBootFiles).
+	separateBoot := p.layout.FilesystemAt("/boot") != nil
+	if boot := p.layout.BootFilesystem(); boot != nil && boot != root {
+		spec.BootUUID = boot.UUID
+	}
+	grubCfg := assemble.GrubConfig(spec)
+	id := sha256.Sum256([]byte(strings.Join([]string{"boot-v2", grubID, grubCfg, fstab, fmt.Sprint(separateBoot)}, "\x00")))
 	var t *progress.Task
 	return rootfs.Step{
 		Name:     "boot-config",
 		Kind:     rootfs.Tree,
 		Identity: hex.EncodeToString(id[:]),
 		Edit: func(ctx context.Context, root string) error {
-			return writeBootFiles(root, fstab, grubCfg)
+			return writeBootFiles(root, fstab, grubCfg, separateBoot)
 		},
 		Begin: func() { t = rep.Phase("boot-config", "fstab, grub.cfg, GRUB modules") },
 		End: func(cached bool, err error) {
@@ -147,7 +175,12 @@ func prettyName(env map[string]string) string {
 	return strings.ToUpper(d[:1]) + d[1:] + " " + env["DIB_RELEASE"]
 }
 
-func writeBootFiles(root, fstab, grubCfg string) error {
+func writeBootFiles(root, fstab, grubCfg string, separateBoot bool) error {
+	if separateBoot {
+		if err := bootLinks(root); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
 		return err
 	}
@@ -201,4 +234,63 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	return out.Close()
+}
+
+// bootLinks makes /boot/vmlinuz and /boot/initrd.img point at the newest
+// kernel, and tells Debian's kernel packages to keep them there
+// (link_in_boot), so that grub.cfg on a separate /boot survives kernel
+// updates as it does with the links in /.
+func bootLinks(root string) error {
+	kernels, _ := filepath.Glob(filepath.Join(root, "boot", "vmlinuz-*"))
+	if len(kernels) == 0 {
+		return fmt.Errorf("no kernel in /boot: the operating-system element must install one")
+	}
+	sort.Slice(kernels, func(i, j int) bool { return versionLess(kernels[i], kernels[j]) })
+	newest := filepath.Base(kernels[len(kernels)-1])
+	version := strings.TrimPrefix(newest, "vmlinuz-")
+	for link, target := range map[string]string{"vmlinuz": newest, "initrd.img": "initrd.img-" + version} {
+		p := filepath.Join(root, "boot", link)
+		os.Remove(p)
+		if err := os.Symlink(target, p); err != nil {
+			return err
+		}
+	}
+	conf := filepath.Join(root, "etc", "kernel-img.conf")
+	data, _ := os.ReadFile(conf)
+	if !strings.Contains(string(data), "link_in_boot") {
+		data = append(data, []byte("link_in_boot = yes\n")...)
+		if err := os.WriteFile(conf, data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// versionLess orders kernel file names by their version numbers.
+func versionLess(a, b string) bool {
+	na, nb := numbers(a), numbers(b)
+	for i := 0; i < len(na) && i < len(nb); i++ {
+		if na[i] != nb[i] {
+			return na[i] < nb[i]
+		}
+	}
+	return len(na) < len(nb)
+}
+
+func numbers(s string) []int {
+	var out []int
+	n, in := 0, false
+	for _, r := range s {
+		if r >= '0' && r <= '9' {
+			n = n*10 + int(r-'0')
+			in = true
+		} else if in {
+			out = append(out, n)
+			n, in = 0, false
+		}
+	}
+	if in {
+		out = append(out, n)
+	}
+	return out
 }

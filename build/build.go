@@ -124,10 +124,7 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	}
 
 	res = &Result{Elements: plan.res.Names(), Image: final}
-	if !plan.vm {
-		return nil, fmt.Errorf("outputs %s need a disk: add the vm element (bare filesystem images are not supported yet)", strings.Join(req.Types, ","))
-	}
-	disk, err := assembleOutputs(ctx, req, rep, store, final, plan, run, outs, &stack)
+	disk, err := writeOutputs(ctx, req, rep, store, final, plan, run, outs, &stack)
 	if err != nil {
 		return nil, err
 	}
@@ -225,9 +222,6 @@ func withDefaults(req Request) Request {
 	if req.RootLabel == "" {
 		req.RootLabel = req.Env["ROOT_LABEL"]
 	}
-	if req.RootLabel == "" {
-		req.RootLabel = "cloudimg-rootfs"
-	}
 	if req.Env == nil {
 		req.Env = map[string]string{}
 	}
@@ -261,74 +255,20 @@ func keepLogs(err error, run *runDir, outs []output) error {
 	return err
 }
 
-// ids derives the disk's identifiers from the content key, so the same
-// content gives the same image.
-type ids struct {
-	RootUUID string
-	ESPID    uint32
-	DiskGUID string
-}
-
-func deriveIDs(key string) ids {
-	u := func(salt string) string {
-		s := sha256.Sum256([]byte(salt + key))
-		s[6] = (s[6] & 0x0f) | 0x40 // version 4 layout
-		s[8] = (s[8] & 0x3f) | 0x80 // RFC 4122 variant
-		return fmt.Sprintf("%x-%x-%x-%x-%x", s[0:4], s[4:6], s[6:8], s[8:10], s[10:16])
-	}
-	e := sha256.Sum256([]byte("esp" + key))
-	return ids{
-		RootUUID: u("root"),
-		ESPID:    uint32(e[0])<<24 | uint32(e[1])<<16 | uint32(e[2])<<8 | uint32(e[3]),
-		DiskGUID: u("disk"),
-	}
-}
-
-func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, store *rootfs.Store, final rootfs.Image, plan *plan, run *runDir, outs []output, stack *cleanup.Stack) (*assemble.Disk, error) {
-	t := rep.Phase("assemble", "GPT, BIOS+UEFI, ext4")
+// writeOutputs makes every output from the final image: the disk (once) and
+// its conversions, the tree archives and the container image, in parallel,
+// then puts them all in place together.
+func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, store *rootfs.Store, final rootfs.Image, plan *plan, run *runDir, outs []output, stack *cleanup.Stack) (*assemble.Disk, error) {
 	root, release, err := store.MountImage(final.Name)
 	if err != nil {
-		t.Fail(err)
 		return nil, err
 	}
 	h := stack.Push("image mount", release)
 	defer h.Release()
 
-	id := plan.ids
-	spec := assemble.DiskSpec{
-		RootDir:     root,
-		RootLabel:   req.RootLabel,
-		RootFSType:  "ext4",
-		RootUUID:    id.RootUUID,
-		ESPVolumeID: id.ESPID,
-		DiskGUID:    id.DiskGUID,
-		BIOS:        true,
-		UEFI:        true,
-	}
-	if req.ImageSizeGiB > 0 {
-		spec.SizeBytes = int64(req.ImageSizeGiB * (1 << 30))
-	}
-	spec.HeadroomBytes = 256 << 20
-	if mb, err := strconv.ParseInt(plan.env["DIB_IMAGE_EXTRA_SIZE"], 10, 64); err == nil && mb > 0 {
-		spec.HeadroomBytes += mb << 20
-	}
 	placeManifests, err := stageManifests(root, outs, stack)
 	if err != nil {
-		t.Fail(err)
 		return nil, err
-	}
-	disk, err := assemble.PlanDisk(ctx, spec)
-	if err != nil {
-		t.Fail(err)
-		return nil, err
-	}
-	// A raw output is assembled in place; otherwise the raw disk is a work
-	// file the conversions read.
-	rawPath := filepath.Join(run.Scratch, "disk.raw")
-	for _, o := range outs {
-		if o.Type == "raw" {
-			rawPath = o.Temp
-		}
 	}
 	tempHandles := map[string]cleanup.Handle{}
 	for _, o := range outs {
@@ -343,15 +283,18 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 			return errors.Join(errs...)
 		})
 	}
-	if err := assemble.BuildDisk(ctx, disk, rawPath); err != nil {
-		t.Fail(err)
-		return nil, err
-	}
-	t.Done(fmt.Sprintf("%s disk, root %s (%d files)", humanBytes(disk.Table.DiskSizeBytes), humanBytes(disk.RootFSBytes), disk.Usage.Files))
 
-	// Conversions run in parallel: each reads the raw disk only.
+	var disk *assemble.Disk
+	rawPath := ""
+	if plan.disk {
+		if disk, rawPath, err = buildDisk(ctx, req, rep, root, plan, run, outs); err != nil {
+			return nil, err
+		}
+	}
+
+	// Everything below reads the raw disk or the mounted tree only.
 	var wg sync.WaitGroup
-	errs := make([]error, len(outs))
+	errs := make([]error, len(outs)+1)
 	for i, o := range outs {
 		if o.Type == "raw" {
 			continue
@@ -359,24 +302,49 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 		wg.Add(1)
 		go func(i int, o output) {
 			defer wg.Done()
-			ct := rep.Phase("convert "+o.Type, filepath.Base(o.Final))
-			err := assemble.Convert(ctx, rawPath, o.Temp, assemble.Format(o.Type), assemble.ConvertOptions{
-				Compress:       !req.Uncompressed,
-				Compression:    "zstd",
-				QemuImgOptions: req.QemuImgOpts,
-			})
+			ct := rep.Phase("write "+o.Type, filepath.Base(o.Final))
+			var err error
+			if treeTypes[o.Type] {
+				err = assemble.WriteTree(ctx, root, o.Temp, assemble.TreeFormat(o.Type))
+			} else {
+				var note string
+				note, err = assemble.ConvertWithNote(ctx, rawPath, o.Temp, assemble.Format(o.Type), assemble.ConvertOptions{
+					Compress:       !req.Uncompressed,
+					Compression:    "zstd",
+					QemuImgOptions: req.QemuImgOpts,
+				})
+				if note != "" {
+					ct.Printf("%s", note)
+				}
+			}
 			if err != nil {
 				ct.Fail(err)
 				errs[i] = err
 				return
 			}
-			fi, _ := os.Stat(o.Temp)
 			size := int64(0)
-			if fi != nil {
+			if fi, err := os.Stat(o.Temp); err == nil {
 				size = fi.Size()
 			}
 			ct.Done(humanBytes(size))
 		}(i, o)
+	}
+	if req.wantsDocker() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ct := rep.Phase("write docker", req.DockerTarget)
+			storage, err := rootfs.LocalStorage()
+			if err == nil {
+				err = store.ExportImage(ctx, final.Name, storage, req.DockerTarget, nil)
+			}
+			if err != nil {
+				ct.Fail(err)
+				errs[len(outs)] = err
+				return
+			}
+			ct.Done("container storage " + storage)
+		}()
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -394,6 +362,7 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 		ct.Done("")
 	}
 	// Every output is complete: put them all in place.
+	pt := rep.Phase("outputs", fmt.Sprintf("%d files", len(outs)))
 	for _, o := range outs {
 		if err := keepOld(o.Final, req.Env["OVERWRITE_OLD_IMAGE"]); err != nil {
 			return nil, err
@@ -409,12 +378,53 @@ func assembleOutputs(ctx context.Context, req Request, rep *progress.Reporter, s
 				}
 			}
 		}
-		rep.Phase("output", o.Final).Done("")
+		pt.Printf("%s", o.Final)
 	}
 	if err := placeManifests(); err != nil {
+		pt.Fail(err)
 		return nil, err
 	}
+	pt.Done("")
 	return disk, nil
+}
+
+// buildDisk plans and writes the raw disk: in place when raw is an output,
+// else as a scratch file the conversions read.
+func buildDisk(ctx context.Context, req Request, rep *progress.Reporter, root string, plan *plan, run *runDir, outs []output) (*assemble.Disk, string, error) {
+	t := rep.Phase("assemble", layoutName(plan.layout.Source))
+	spec := assemble.DiskSpec{RootDir: root, Layout: plan.layout, HeadroomBytes: 256 << 20}
+	if req.ImageSizeGiB > 0 {
+		spec.SizeBytes = int64(req.ImageSizeGiB * (1 << 30))
+	}
+	if mb, err := strconv.ParseInt(plan.env["DIB_IMAGE_EXTRA_SIZE"], 10, 64); err == nil && mb > 0 {
+		spec.HeadroomBytes += mb << 20
+	}
+	disk, err := assemble.PlanDisk(ctx, spec)
+	if err != nil {
+		t.Fail(err)
+		return nil, "", err
+	}
+	rawPath := filepath.Join(run.Scratch, "disk.raw")
+	for _, o := range outs {
+		if o.Type == "raw" {
+			rawPath = o.Temp
+		}
+	}
+	if err := assemble.BuildDisk(ctx, disk, rawPath); err != nil {
+		t.Fail(err)
+		return nil, "", err
+	}
+	t.Printf("%s assembler: %s", disk.Assembler, disk.AssemblerReason)
+	t.Done(fmt.Sprintf("%s disk, root %s (%d files)", humanBytes(disk.Table.DiskSizeBytes), humanBytes(disk.RootFSBytes), disk.Usage.Files))
+	return disk, rawPath, nil
+}
+
+// layoutName shortens a layout's source for progress lines.
+func layoutName(src string) string {
+	if filepath.IsAbs(src) {
+		return filepath.Base(filepath.Dir(src)) + "/" + filepath.Base(src)
+	}
+	return src
 }
 
 // stageManifests copies the image's /etc/dib-manifests (DIB's manifests

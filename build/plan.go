@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"builder/assemble"
 	"builder/elements"
 	"builder/internal/progress"
 	"builder/rootfs"
@@ -22,10 +23,12 @@ type plan struct {
 	env      map[string]string // after environment.d, on the host
 	hookEnv  map[string]string // what hooks get before environment.d
 	warnings []string
-	vm       bool
-	ids      ids
+	vm       bool // the vm element: a bootable disk
+	disk     bool // an output is made from a disk image
 	aptCache string
 	baseKey  string
+	// layout is the disk layout; bootStep gives it its identifiers.
+	layout *assemble.Layout
 }
 
 // hookEnvironment is what every hook starts from: a fixed PATH and locale,
@@ -42,15 +45,14 @@ func hookEnvironment(req Request, res *elements.Resolution, cache string) map[st
 	}
 	deb, sec := hostAptMirrors("/")
 	set := map[string]string{
-		"PATH":                                hostPath,
-		"HOME":                                "/root",
-		"LC_ALL":                              "C",
-		"ARCH":                                req.Arch,
-		"IMAGE_NAME":                          imageName(req),
-		"DIB_IMAGE_CACHE":                     cache,
-		"DIB_DEBUG_TRACE":                     fmt.Sprint(req.Trace),
-		"DIB_ROOT_LABEL":                      req.RootLabel,
-		"DIB_ROOT_FSTYPE":                     "ext4",
+		"PATH":            hostPath,
+		"HOME":            "/root",
+		"LC_ALL":          "C",
+		"ARCH":            req.Arch,
+		"IMAGE_NAME":      imageName(req),
+		"DIB_IMAGE_CACHE": cache,
+		"DIB_DEBUG_TRACE": fmt.Sprint(req.Trace),
+
 		"DIB_OFFLINE":                         map[bool]string{true: "1", false: ""}[req.Offline],
 		"DIB_NO_TMPFS":                        map[bool]string{true: "1", false: "0"}[req.NoTmpfs],
 		"DIB_PYTHON_VERSION":                  "3",
@@ -120,6 +122,27 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 		return nil, err
 	}
 	p.env = env
+	p.disk = req.needsDisk()
+	if p.disk {
+		// The layout is needed before the hooks run: DIB_ROOT_LABEL and
+		// DIB_ROOT_FSTYPE are theirs to read, and fstab is written early.
+		if p.layout, err = loadLayout(req, res, env, p.vm); err != nil {
+			return nil, err
+		}
+		root := p.layout.Root()
+		for _, m := range []map[string]string{p.hookEnv, p.env} {
+			m["DIB_ROOT_LABEL"] = root.Label
+			m["DIB_ROOT_FSTYPE"] = root.Type
+			m["DIB_MOUNTPOINTS"] = strings.Join(p.layout.Mounts(), "|")
+		}
+		for _, w := range p.layout.Warnings {
+			p.warnings = append(p.warnings, w)
+		}
+		if b := p.layout.FilesystemAt("/boot"); b != nil {
+			p.hookEnv["DIB_BOOT_LABEL"] = b.Label
+			p.env["DIB_BOOT_LABEL"] = b.Label
+		}
+	}
 	if err := tree.EnableInstallTypes(env); err != nil {
 		return nil, err
 	}
@@ -232,7 +255,7 @@ func (p *plan) steps(req Request, rep *progress.Reporter, run *runDir, startKey 
 			}
 			steps = append(steps, st)
 		}
-		if ph.Name == "pre-finalise.d" && p.vm {
+		if ph.Name == "pre-finalise.d" && p.disk {
 			st, err := p.bootStep(req, rep, startKey, steps)
 			if err != nil {
 				return nil, err

@@ -27,7 +27,8 @@ type Request struct {
 	Checksum     bool
 	Uncompressed bool   // -u
 	QemuImgOpts  string // --qemu-img-options
-	RootLabel    string // --root-label
+	RootLabel    string // --root-label ("" = cloudimg-rootfs, img-rootfs for xfs)
+	MkfsOptions  string // --mkfs-options, for the root filesystem
 	// Env holds the user's build variables (DIB_*, proxies): see UserEnv.
 	Env          map[string]string
 	ElementsPath []string
@@ -40,14 +41,24 @@ type Request struct {
 	// Out receives progress lines; Verbose also streams hook output.
 	Out     io.Writer
 	Verbose bool
+	// DockerTarget names the image -t docker writes to container storage.
+	DockerTarget string
 	// DebugShell, if set, opens a shell where a hook failed, reading
 	// commands from it (--debug-shell, DIB's break=after-error).
 	DebugShell io.Reader
 	DebugOut   io.Writer
 }
 
-// knownTypes are the output types this build can write.
-var knownTypes = map[string]bool{"qcow2": true, "raw": true}
+// diskTypes are made from the assembled disk, treeTypes from the root tree;
+// docker is committed to container storage and has no file.
+var (
+	diskTypes = map[string]bool{"qcow2": true, "raw": true, "vhd": true, "vhdx": true, "vmdk": true, "vdi": true}
+	treeTypes = map[string]bool{"tar": true, "tgz": true, "squashfs": true}
+)
+
+func typeList() string {
+	return "qcow2, raw, vhd, vhdx, vmdk, vdi, tar, tgz, squashfs, docker"
+}
 
 // output is one file the build writes.
 type output struct {
@@ -92,8 +103,14 @@ func planOutputs(req Request) ([]output, error) {
 	seen := map[string]bool{}
 	var outs []output
 	for _, t := range req.Types {
-		if !knownTypes[t] {
-			return nil, fmt.Errorf("unknown output type %q: supported are qcow2 and raw", t)
+		if t == "docker" {
+			if req.DockerTarget == "" {
+				return nil, fmt.Errorf("-t docker needs --docker-target NAME[:TAG] (the image name in container storage)")
+			}
+			continue
+		}
+		if !diskTypes[t] && !treeTypes[t] {
+			return nil, fmt.Errorf("unknown output type %q: supported are %s", t, typeList())
 		}
 		if seen[t] {
 			continue
@@ -122,4 +139,23 @@ func imageName(req Request) string {
 		name = strings.TrimSuffix(name, "."+req.Types[0])
 	}
 	return name
+}
+
+// needsDisk reports whether any output is made from an assembled disk.
+func (r Request) needsDisk() bool {
+	for _, t := range r.Types {
+		if diskTypes[t] {
+			return true
+		}
+	}
+	return false
+}
+
+func (r Request) wantsDocker() bool {
+	for _, t := range r.Types {
+		if t == "docker" {
+			return true
+		}
+	}
+	return false
 }

@@ -13,6 +13,7 @@ packages=(
     grub-pc-bin grub-efi-amd64-bin grub-common
     qemu-utils qemu-system-x86 ovmf openssl
     uidmap fuse-overlayfs runc
+    squashfs-tools pigz xfsprogs lvm2
 )
 extra=${BUILDER_SETUP_EXTRA:-}
 # shellcheck disable=SC2206

@@ -34,6 +34,8 @@ type Options struct {
 	Uncompressed bool
 	QemuImgOpts  string
 	RootLabel    string
+	MkfsOptions  string
+	DockerTarget string
 	Offline      bool
 	MinTmpfs     string
 	Isolation    string
@@ -75,7 +77,8 @@ DIB_IMAGE_SIZE, DIB_IMAGE_EXTRA_SIZE (MB), DIB_CHECKSUM, TMP_DIR, ELEMENTS_PATH.
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.Output, "output", "o", "image", "image name (and directory); the type is appended")
-	f.StringSliceVarP(&opts.Types, "type", "t", []string{"qcow2"}, "output types, comma separated: qcow2, raw")
+	f.StringSliceVarP(&opts.Types, "type", "t", []string{"qcow2"}, "output types, comma separated: qcow2 raw vhd vhdx vmdk vdi tar tgz squashfs docker")
+	f.StringVar(&opts.DockerTarget, "docker-target", "", "image name for -t docker, in container storage (e.g. localhost/web:latest)")
 	f.StringVarP(&opts.Arch, "arch", "a", "amd64", "architecture of the image (amd64)")
 	f.StringArrayVarP(&opts.Packages, "packages", "p", nil, "extra packages to install, comma separated (repeatable)")
 	f.CountVarP(&opts.Trace, "trace", "x", "trace hooks (DIB_DEBUG_TRACE); repeat for more")
@@ -87,7 +90,8 @@ DIB_IMAGE_SIZE, DIB_IMAGE_EXTRA_SIZE (MB), DIB_CHECKSUM, TMP_DIR, ELEMENTS_PATH.
 	f.BoolVar(&opts.Checksum, "checksum", false, "write .md5 and .sha256 files next to each output")
 	f.BoolVarP(&opts.Uncompressed, "uncompressed", "u", false, "do not compress qcow2 output")
 	f.StringVar(&opts.QemuImgOpts, "qemu-img-options", "", "options passed to qemu-img convert -o (e.g. compat=0.10)")
-	f.StringVar(&opts.RootLabel, "root-label", "", "label of the root filesystem (default cloudimg-rootfs)")
+	f.StringVar(&opts.RootLabel, "root-label", "", "label of the root filesystem (default cloudimg-rootfs; img-rootfs for xfs)")
+	f.StringVar(&opts.MkfsOptions, "mkfs-options", "", "extra options for the root filesystem's mkfs (DIB: mkfs_root only)")
 	f.BoolVar(&opts.Offline, "offline", false, "do not ask the mirror for updates; build from what is cached")
 	f.StringVar(&opts.Isolation, "isolation", "chroot", "hook isolation: chroot (no runtime needed) or oci (runc)")
 	f.StringVar(&opts.Runtime, "runtime", "runc", "OCI runtime for --isolation oci")
@@ -118,6 +122,8 @@ func (o *Options) Request() (build.Request, error) {
 		Uncompressed: o.Uncompressed,
 		QemuImgOpts:  o.QemuImgOpts,
 		RootLabel:    o.RootLabel,
+		MkfsOptions:  o.MkfsOptions,
+		DockerTarget: o.DockerTarget,
 		Env:          env,
 		TmpDir:       env["TMP_DIR"],
 		Offline:      o.Offline || env["DIB_OFFLINE"] != "",

@@ -1,0 +1,103 @@
+package assemble
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+)
+
+// TreeFormat is an output made from the root tree itself, not the disk.
+type TreeFormat string
+
+// Tree outputs.
+const (
+	Tar      TreeFormat = "tar"      // GNU tar, numeric owners, xattrs and ACLs
+	TarGz    TreeFormat = "tgz"      // the same, gzip-compressed (pigz when installed)
+	Squashfs TreeFormat = "squashfs" // mksquashfs, zstd level 6 (the default 15 is 10x slower for 3% less)
+)
+
+// WriteTree writes the tree at root (a read-only mount is fine) as dst in
+// format f, beside dst under a temporary name renamed when complete.
+func WriteTree(ctx context.Context, root, dst string, f TreeFormat) (err error) {
+	tmp := tempPath(dst)
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	switch f {
+	case Tar, TarGz:
+		err = writeTar(ctx, root, tmp, f == TarGz)
+	case Squashfs:
+		_, err = run(ctx, "mksquashfs", root, tmp, "-noappend", "-comp", "zstd", "-Xcompression-level", "6", "-no-progress", "-quiet")
+	default:
+		return fmt.Errorf("unknown tree output %q (known: tar, tgz, squashfs)", f)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", dst, err)
+	}
+	return os.Rename(tmp, dst)
+}
+
+func writeTar(ctx context.Context, root, dst string, gz bool) error {
+	args := []string{"--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sparse", "-C", root, "-cpf", "-", "."}
+	tarCmd := exec.CommandContext(ctx, "tar", args...)
+	killGroupOnCancel(tarCmd)
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	var stderr tailWriter
+	tarCmd.Stderr = &stderr
+	if !gz {
+		tarCmd.Stdout = out
+		if err := tarCmd.Run(); err != nil {
+			return fmt.Errorf("tar: %w: %s", err, stderr.String())
+		}
+		return out.Close()
+	}
+	zip := "gzip"
+	if _, err := exec.LookPath("pigz"); err == nil {
+		zip = "pigz"
+	}
+	zipCmd := exec.CommandContext(ctx, zip, "-6", "-c")
+	killGroupOnCancel(zipCmd)
+	zipCmd.Stdout = out
+	pipe, err := tarCmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	zipCmd.Stdin = pipe
+	if err := tarCmd.Start(); err != nil {
+		return err
+	}
+	if err := zipCmd.Start(); err != nil {
+		_ = tarCmd.Process.Kill()
+		_ = tarCmd.Wait()
+		return err
+	}
+	terr := tarCmd.Wait()
+	zerr := zipCmd.Wait()
+	if terr != nil {
+		return fmt.Errorf("tar: %w: %s", terr, stderr.String())
+	}
+	if zerr != nil {
+		return fmt.Errorf("%s: %w", zip, zerr)
+	}
+	return out.Close()
+}
+
+// tailWriter keeps the end of a command's stderr for error messages.
+type tailWriter struct{ b []byte }
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > 4096 {
+		t.b = t.b[len(t.b)-4096:]
+	}
+	return len(p), nil
+}
+
+func (t *tailWriter) String() string { return string(t.b) }
