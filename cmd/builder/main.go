@@ -18,6 +18,8 @@ import (
 	"builder/cmd/boottest"
 	elementscmd "builder/cmd/elements"
 	"builder/cmd/image"
+	pipelinecmd "builder/cmd/pipeline"
+	publishcmd "builder/cmd/publish"
 	"builder/rootfs"
 )
 
@@ -60,7 +62,8 @@ func run() int {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &image.UsageError{Err: fmt.Errorf("%w (see builder %s --help)", err, c.Name())}
 	})
-	root.AddCommand(image.NewCmdImage(nil), boottest.NewCmdBootTest(nil), elementscmd.NewCmdElements())
+	root.AddCommand(image.NewCmdImage(nil), boottest.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
+		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

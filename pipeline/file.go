@@ -1,0 +1,340 @@
+// Package pipeline runs a scheduled image pipeline: for each image listed
+// in a YAML file, build it, boot-test it and publish it to one or more
+// OpenStack clouds. One image failing does not stop the others (unless
+// asked), a per-image lock under the image cache keeps two overlapping runs
+// from building the same image at once, and the run ends with a summary.
+package pipeline
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"builder/publish"
+)
+
+// File is a pipeline file:
+//
+//	defaults:                       # optional, for every image
+//	  image_cache: /var/cache/builder
+//	  output_dir: /var/lib/builder/images   # relative to this file
+//	  formats: [qcow2]
+//	  variables: {DIB_RELEASE: bookworm}
+//	  boot_test: {firmware: bios, timeout: 15m}   # or false
+//	  publish: {clouds: [prod], visibility: public, keep: 3, rotate: private}
+//	images:
+//	  - name: debian-12
+//	    elements: [debian, vm]
+//	    packages: [vim, curl]
+//	    variables: {DIB_IMAGE_EXTRA_SIZE: "512"}
+//	    size: 4                     # GiB; default from the content
+//	    publish: {name: "Debian 12", properties: {hw_qemu_guest_agent: "yes"}}
+//
+// In publish.clouds, "env" means the OS_* variables of the environment the
+// pipeline runs in; any other name is a clouds.yaml entry.
+type File struct {
+	Defaults Defaults `yaml:"defaults"`
+	Images   []Image  `yaml:"images"`
+	// Path is the file; relative paths in it are resolved against its
+	// directory, Dir.
+	Path string `yaml:"-"`
+	Dir  string `yaml:"-"`
+}
+
+// Defaults apply to every image that does not set the field itself.
+type Defaults struct {
+	ImageCache string            `yaml:"image_cache"`
+	OutputDir  string            `yaml:"output_dir"`
+	Formats    []string          `yaml:"formats"`
+	Variables  map[string]string `yaml:"variables"`
+	BootTest   *BootTest         `yaml:"boot_test"`
+	Publish    *Publish          `yaml:"publish"`
+}
+
+// Image is one image of the pipeline.
+type Image struct {
+	Name      string            `yaml:"name"`
+	Elements  []string          `yaml:"elements"`
+	Packages  []string          `yaml:"packages"`
+	Variables map[string]string `yaml:"variables"`
+	Size      float64           `yaml:"size"` // GiB
+	Formats   []string          `yaml:"formats"`
+	BootTest  *BootTest         `yaml:"boot_test"`
+	Publish   *Publish          `yaml:"publish"`
+}
+
+// BootTest configures the local boot test; `boot_test: false` turns it off.
+type BootTest struct {
+	Enabled  bool
+	Firmware string        // bios or uefi; default from the disk
+	Timeout  time.Duration // default boottest.DefaultTimeout
+}
+
+// UnmarshalYAML accepts a boolean or {enabled, firmware, timeout}.
+func (b *BootTest) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		return n.Decode(&b.Enabled)
+	}
+	var v struct {
+		Enabled  *bool  `yaml:"enabled"`
+		Firmware string `yaml:"firmware"`
+		Timeout  string `yaml:"timeout"`
+	}
+	if err := strictDecode(n, &v); err != nil {
+		return err
+	}
+	b.Enabled = v.Enabled == nil || *v.Enabled
+	b.Firmware = v.Firmware
+	if v.Timeout != "" {
+		d, err := time.ParseDuration(v.Timeout)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("line %d: boot_test.timeout %q: use a duration such as 15m", n.Line, v.Timeout)
+		}
+		b.Timeout = d
+	}
+	if b.Firmware != "" && b.Firmware != "bios" && b.Firmware != "uefi" {
+		return fmt.Errorf("line %d: boot_test.firmware %q: use bios or uefi", n.Line, b.Firmware)
+	}
+	return nil
+}
+
+// Publish says where an image goes. Without clouds it is not published.
+type Publish struct {
+	Name       string            `yaml:"name"` // Glance name; default the image's name
+	Clouds     []string          `yaml:"clouds"`
+	Visibility string            `yaml:"visibility"`
+	Keep       *int              `yaml:"keep"`
+	Rotate     string            `yaml:"rotate"`
+	Format     string            `yaml:"format"` // which output to upload; default the first
+	Properties map[string]string `yaml:"properties"`
+}
+
+// diskFormats are the build's output types that are disk images Glance
+// takes; the build itself checks the types it knows.
+var diskFormats = []string{"qcow2", "raw", "vhd", "vhdx", "vmdk", "vdi"}
+
+// EnvCloud in publish.clouds means the OS_* variables of the environment.
+const EnvCloud = "env"
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+// Load reads and checks a pipeline file. Errors name the file, the line
+// and the fix; unknown keys are errors (a typo must not silently drop a
+// setting).
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline file: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := Parse(data, filepath.Dir(abs))
+	if err != nil {
+		return nil, fmt.Errorf("pipeline file %s: %w", path, err)
+	}
+	f.Path = abs
+	return f, nil
+}
+
+// Parse reads a pipeline file's content; dir resolves relative paths.
+func Parse(data []byte, dir string) (*File, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		return nil, err
+	}
+	f.Dir = dir
+	if len(f.Images) == 0 {
+		return nil, errors.New("no images: list them under images:, each with a name and elements")
+	}
+	seen := map[string]bool{}
+	for i, img := range f.Images {
+		where := fmt.Sprintf("images[%d]", i)
+		if img.Name != "" {
+			where = fmt.Sprintf("image %q", img.Name)
+		}
+		if !nameRE.MatchString(img.Name) {
+			return nil, fmt.Errorf("%s: name %q must be letters, digits, '.', '_' or '-' (it names the output file and the lock)", where, img.Name)
+		}
+		if seen[img.Name] {
+			return nil, fmt.Errorf("%s: listed twice: names must be unique", where)
+		}
+		seen[img.Name] = true
+		if len(img.Elements) == 0 {
+			return nil, fmt.Errorf("%s: no elements: give at least an operating system and vm, e.g. elements: [debian, vm]", where)
+		}
+		for k := range f.variables(img) {
+			if strings.HasPrefix(k, "OS_") {
+				return nil, fmt.Errorf("%s: variable %s: OpenStack settings do not belong in build variables (they would be recorded in the image's manifests); publish reads them from clouds.yaml or the environment", where, k)
+			}
+		}
+		if img.Size < 0 {
+			return nil, fmt.Errorf("%s: size %v: give GiB, or leave it out to size from the content", where, img.Size)
+		}
+		if pub := f.publishFor(img); pub != nil {
+			if err := checkPublish(pub, f.formats(img)); err != nil {
+				return nil, fmt.Errorf("%s: publish: %w", where, err)
+			}
+		}
+	}
+	return &f, nil
+}
+
+func checkPublish(p *Publish, formats []string) error {
+	if len(p.Clouds) == 0 {
+		return nil
+	}
+	if p.Visibility != "" && !contains(publish.Visibilities, p.Visibility) {
+		return fmt.Errorf("visibility %q: use one of %s", p.Visibility, strings.Join(publish.Visibilities, ", "))
+	}
+	if p.Rotate != "" && !contains(publish.Rotations, p.Rotate) {
+		return fmt.Errorf("rotate %q: use private or rename", p.Rotate)
+	}
+	if p.Keep != nil && *p.Keep < 0 {
+		return fmt.Errorf("keep %d: give the number of versions to keep (0 keeps all)", *p.Keep)
+	}
+	if !contains(formats, p.Format) {
+		return fmt.Errorf("format %q is not among the image's formats %v", p.Format, formats)
+	}
+	if !contains(diskFormats, p.Format) {
+		return fmt.Errorf("format %q is not a disk image Glance takes: publish one of %s (set publish.format)", p.Format, strings.Join(diskFormats, ", "))
+	}
+	seen := map[string]bool{}
+	for _, c := range p.Clouds {
+		if c == "" || seen[c] {
+			return fmt.Errorf("clouds %v: names must be non-empty and unique", p.Clouds)
+		}
+		seen[c] = true
+	}
+	return nil
+}
+
+// formats of an image: its own, the defaults', or qcow2.
+func (f *File) formats(img Image) []string {
+	if len(img.Formats) > 0 {
+		return img.Formats
+	}
+	if len(f.Defaults.Formats) > 0 {
+		return f.Defaults.Formats
+	}
+	return []string{"qcow2"}
+}
+
+// variables of an image: the defaults', then its own.
+func (f *File) variables(img Image) map[string]string {
+	m := map[string]string{}
+	for k, v := range f.Defaults.Variables {
+		m[k] = v
+	}
+	for k, v := range img.Variables {
+		m[k] = v
+	}
+	return m
+}
+
+func (f *File) bootTest(img Image) BootTest {
+	switch {
+	case img.BootTest != nil:
+		return *img.BootTest
+	case f.Defaults.BootTest != nil:
+		return *f.Defaults.BootTest
+	}
+	return BootTest{Enabled: true}
+}
+
+// publishFor merges the image's publish settings over the defaults'; nil
+// when the image is not published anywhere.
+func (f *File) publishFor(img Image) *Publish {
+	var p Publish
+	if d := f.Defaults.Publish; d != nil {
+		p = *d
+		p.Properties = map[string]string{}
+		for k, v := range d.Properties {
+			p.Properties[k] = v
+		}
+	}
+	if o := img.Publish; o != nil {
+		if o.Name != "" {
+			p.Name = o.Name
+		}
+		if o.Clouds != nil {
+			p.Clouds = o.Clouds
+		}
+		if o.Visibility != "" {
+			p.Visibility = o.Visibility
+		}
+		if o.Keep != nil {
+			p.Keep = o.Keep
+		}
+		if o.Rotate != "" {
+			p.Rotate = o.Rotate
+		}
+		if o.Format != "" {
+			p.Format = o.Format
+		}
+		if p.Properties == nil {
+			p.Properties = map[string]string{}
+		}
+		for k, v := range o.Properties {
+			p.Properties[k] = v
+		}
+	}
+	if len(p.Clouds) == 0 {
+		return nil
+	}
+	if p.Name == "" {
+		p.Name = img.Name
+	}
+	if p.Format == "" {
+		// The first disk image among the outputs (tar or docker outputs
+		// cannot go to Glance).
+		p.Format = f.formats(img)[0]
+		for _, t := range f.formats(img) {
+			if contains(diskFormats, t) {
+				p.Format = t
+				break
+			}
+		}
+	}
+	return &p
+}
+
+// path resolves a path of the file against its directory.
+func (f *File) path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(f.Dir, p)
+}
+
+func strictDecode(n *yaml.Node, v any) error {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

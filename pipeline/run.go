@@ -1,0 +1,463 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	bt "builder/boottest"
+	"builder/build"
+	"builder/publish"
+	"builder/publish/flock"
+)
+
+// Options tune a run. The zero value runs every image with the real steps.
+type Options struct {
+	// ImageCache and OutputDir override the file's settings.
+	ImageCache string
+	OutputDir  string
+	// Only limits the run to these image names.
+	Only []string
+	// StopOnFailure leaves the remaining images out after a failure.
+	StopOnFailure bool
+	// Wait waits for an image's lock held by another run instead of
+	// skipping the image.
+	Wait bool
+	// DryRun prints what would be built and published, and does nothing.
+	DryRun  bool
+	Verbose bool
+	// Environ is the environment: DIB_* variables for the builds, OS_*
+	// for publishing to the "env" cloud (nil: os.Environ()).
+	Environ []string
+	// Out receives progress, prefixed with the image's name. It should be
+	// redacting (see publish.Redactor); Run adds the clouds' secrets to
+	// Redact as it learns them.
+	Out    io.Writer
+	Redact *publish.Redactor
+	// Steps replaces the real build, boot test, inspection or cloud
+	// connection (unit tests); nil fields mean the real ones.
+	Steps Steps
+}
+
+// Publisher is what a cloud connection must do for the pipeline.
+type Publisher interface {
+	Publish(context.Context, *publish.LocalImage, publish.Request) (*publish.Result, error)
+}
+
+// Steps are the pipeline's moving parts.
+type Steps struct {
+	Build    func(context.Context, build.Request) (*build.Result, error)
+	BootTest func(context.Context, bt.Spec) (*bt.Report, error)
+	Inspect  func(context.Context, string, publish.InspectOptions) (*publish.LocalImage, []string, error)
+	Connect  func(context.Context, publish.Credentials) (Publisher, error)
+}
+
+func (s Steps) withDefaults() Steps {
+	if s.Build == nil {
+		s.Build = build.Run
+	}
+	if s.BootTest == nil {
+		s.BootTest = bt.Run
+	}
+	if s.Inspect == nil {
+		s.Inspect = publish.Inspect
+	}
+	if s.Connect == nil {
+		s.Connect = func(ctx context.Context, cr publish.Credentials) (Publisher, error) {
+			return publish.Connect(ctx, cr)
+		}
+	}
+	return s
+}
+
+// Outcomes of an image and of its stages.
+const (
+	OK      = "ok"
+	Failed  = "FAILED"
+	Skipped = "skipped" // another run holds its lock
+	NotRun  = "not run" // --stop-on-failure, or interrupted
+	DryRun  = "dry run"
+	None    = "-" // stage not configured or not reached
+)
+
+// ImageResult is one image's line of the summary.
+type ImageResult struct {
+	Name      string      `json:"name"`
+	Result    string      `json:"result"`
+	Build     string      `json:"build"`
+	BootTest  string      `json:"boot_test"`
+	Publish   string      `json:"publish"`
+	Error     string      `json:"error,omitempty"`
+	Outputs   []string    `json:"outputs,omitempty"`
+	Published []Published `json:"published,omitempty"`
+	Seconds   float64     `json:"seconds"`
+}
+
+// Published is where an image went.
+type Published struct {
+	Cloud      string `json:"cloud"`
+	Name       string `json:"name"`
+	ImageID    string `json:"image_id,omitempty"`
+	Visibility string `json:"visibility,omitempty"`
+	Uploaded   bool   `json:"uploaded"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Summary is the outcome of a run.
+type Summary struct {
+	File    string        `json:"file"`
+	Started time.Time     `json:"started"`
+	Seconds float64       `json:"seconds"`
+	Images  []ImageResult `json:"images"`
+}
+
+// Failed counts the images that failed.
+func (s *Summary) Failed() []string {
+	var names []string
+	for _, r := range s.Images {
+		if r.Result == Failed {
+			names = append(names, r.Name)
+		}
+	}
+	return names
+}
+
+// Run builds, boot-tests and publishes the images of f, one after the
+// other, and returns the summary. The error is non-nil when an image
+// failed (or the run was interrupted); the summary is complete either way.
+func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
+	if o.Environ == nil {
+		o.Environ = os.Environ()
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	if o.Redact == nil {
+		o.Redact = publish.NewRedactor()
+	}
+	steps := o.Steps.withDefaults()
+	env := publish.EnvMap(o.Environ)
+	o.Redact.Add(env["OS_PASSWORD"], env["OS_TOKEN"], env["OS_AUTH_TOKEN"], env["OS_APPLICATION_CREDENTIAL_SECRET"])
+
+	todo := f.Images
+	if len(o.Only) > 0 {
+		todo = nil
+		for _, name := range o.Only {
+			found := false
+			for _, img := range f.Images {
+				if img.Name == name {
+					todo, found = append(todo, img), true
+				}
+			}
+			if !found {
+				return nil, fmt.Errorf("--only %s: no such image in the pipeline file", name)
+			}
+		}
+	}
+	r := &runner{f: f, o: o, steps: steps, env: env}
+	r.cache = firstOf(o.ImageCache, f.path(f.Defaults.ImageCache), env["DIB_IMAGE_CACHE"], build.DefaultCacheDir())
+	r.outDir = firstOf(o.OutputDir, f.path(f.Defaults.OutputDir), f.Dir)
+	if !o.DryRun {
+		if err := os.MkdirAll(r.outDir, 0o755); err != nil {
+			return nil, fmt.Errorf("output directory %s: %w (set output_dir in the pipeline file or --output-dir)", r.outDir, err)
+		}
+	}
+
+	sum := &Summary{File: f.Path, Started: time.Now()}
+	stop := false
+	for _, img := range todo {
+		if stop || ctx.Err() != nil {
+			sum.Images = append(sum.Images, ImageResult{Name: img.Name, Result: NotRun, Build: None, BootTest: None, Publish: None})
+			continue
+		}
+		res := r.image(ctx, img)
+		sum.Images = append(sum.Images, res)
+		if res.Result == Failed && o.StopOnFailure {
+			r.say(img.Name, "stopping: --stop-on-failure")
+			stop = true
+		}
+	}
+	sum.Seconds = time.Since(sum.Started).Seconds()
+	if err := ctx.Err(); err != nil {
+		return sum, fmt.Errorf("pipeline interrupted: %w", err)
+	}
+	if failed := sum.Failed(); len(failed) > 0 {
+		return sum, fmt.Errorf("%d of %d images failed: %s", len(failed), len(sum.Images), strings.Join(failed, ", "))
+	}
+	return sum, nil
+}
+
+type runner struct {
+	f      *File
+	o      Options
+	steps  Steps
+	env    map[string]string
+	cache  string
+	outDir string
+	mu     sync.Mutex
+}
+
+func (r *runner) say(name, format string, args ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	fmt.Fprintf(r.o.Out, "[%s] "+format+"\n", append([]any{name}, args...)...)
+}
+
+// image runs one image under its lock and never returns an error: the
+// outcome is in the result.
+func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
+	start := time.Now()
+	res = ImageResult{Name: img.Name, Result: OK, Build: None, BootTest: None, Publish: None}
+	defer func() { res.Seconds = time.Since(start).Seconds() }()
+	fail := func(stage string, err error) ImageResult {
+		res.Result = Failed
+		res.Error = r.o.Redact.String(stage + ": " + err.Error())
+		r.say(img.Name, "FAILED at %s: %v", stage, r.o.Redact.Error(err))
+		return res
+	}
+	pub := r.f.publishFor(img)
+	bootCfg := r.f.bootTest(img)
+	formats := r.f.formats(img)
+	out := filepath.Join(r.outDir, img.Name)
+
+	if r.o.DryRun {
+		res.Result = DryRun
+		r.say(img.Name, "would build %s (%s) into %s.{%s}", strings.Join(img.Elements, " "), sizeText(img.Size), out, strings.Join(formats, ","))
+		if bootCfg.Enabled {
+			r.say(img.Name, "would boot-test it (firmware %s)", orDefault(bootCfg.Firmware, "from the disk"))
+		}
+		if pub != nil {
+			r.say(img.Name, "would publish %s.%s as %q to %s (visibility %s, rotate %s, keep %s)", out, pub.Format, pub.Name,
+				strings.Join(pub.Clouds, ", "), orDefault(pub.Visibility, "public"), orDefault(pub.Rotate, "private"), keepText(pub.Keep))
+		}
+		return res
+	}
+
+	// Two overlapping scheduled runs must never build the same image at
+	// once: the lock lives in the image cache they share.
+	lockPath := filepath.Join(r.cache, "builder", "locks", "pipeline-"+img.Name+".lock")
+	lock, err := flock.TryLock(lockPath, "pipeline "+img.Name)
+	if errors.Is(err, flock.ErrBusy) {
+		if !r.o.Wait {
+			res.Result = Skipped
+			res.Error = "another pipeline run is working on it (" + flock.Holder(lockPath) + ")"
+			r.say(img.Name, "skipped: %s; --wait waits for it instead", res.Error)
+			return res
+		}
+		lock, err = flock.Wait(ctx, lockPath, "pipeline "+img.Name, func(holder string) {
+			r.say(img.Name, "waiting: another pipeline run is working on it (%s)", holder)
+		})
+	}
+	if err != nil {
+		return fail("lock", err)
+	}
+	defer lock.Unlock()
+
+	// Build.
+	r.say(img.Name, "build: %s", strings.Join(img.Elements, " "))
+	req := r.buildRequest(img, out, formats)
+	for k, v := range req.Env {
+		// Build variables end up in the image's manifests (and hooks
+		// see them): a cloud credential must never be one.
+		if r.o.Redact.String(v) != v {
+			res.Build = Failed
+			return fail("build", fmt.Errorf("variable %s holds a cloud credential, which would be recorded in the image and its manifests: remove it from the variables", k))
+		}
+	}
+	req.Out = &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu}
+	built, err := r.steps.Build(ctx, req)
+	if err != nil {
+		res.Build = Failed
+		return fail("build", err)
+	}
+	res.Build = OK
+	res.Outputs = built.Outputs
+	buildDate := time.Now()
+
+	// The file to test and publish.
+	target := out + "." + formats[0]
+	if pub != nil {
+		target = out + "." + pub.Format
+	}
+	li, warnings, err := r.steps.Inspect(ctx, target, publish.InspectOptions{TempDir: req.TmpDir})
+	if err != nil {
+		res.Build = Failed
+		return fail("build", fmt.Errorf("the output is not a usable image: %w", err))
+	}
+	for _, w := range warnings {
+		r.say(img.Name, "warning: %s", w)
+	}
+
+	// Boot test.
+	if bootCfg.Enabled {
+		fw := bootCfg.Firmware
+		if fw == "" {
+			fw = "bios"
+			if li.Firmware == "uefi" {
+				fw = "uefi"
+			}
+		}
+		r.say(img.Name, "boot test (%s)", fw)
+		rep, err := r.steps.BootTest(ctx, bt.Spec{Image: target, Firmware: fw, Timeout: bootCfg.Timeout, CacheDir: r.cache,
+			Progress: &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu}})
+		if err != nil {
+			res.BootTest = Failed
+			return fail("boot test", err)
+		}
+		res.BootTest = OK
+		r.say(img.Name, "boot test passed: %s", rep.Summary())
+	} else {
+		res.BootTest = "skipped"
+	}
+
+	// Publish, to each cloud; one cloud failing does not keep the image
+	// from the others.
+	if pub == nil {
+		return res
+	}
+	var errs []string
+	for _, cloud := range pub.Clouds {
+		p := Published{Cloud: cloud, Name: pub.Name}
+		pr, err := r.publish(ctx, img, pub, cloud, li, buildDate)
+		if pr != nil {
+			p.ImageID, p.Visibility, p.Uploaded = pr.ImageID, pr.Visibility, pr.Uploaded
+		}
+		if err != nil {
+			p.Error = r.o.Redact.String(err.Error())
+			errs = append(errs, fmt.Sprintf("%s: %s", cloud, p.Error))
+			r.say(img.Name, "publish to %s FAILED: %s", cloud, p.Error)
+		}
+		res.Published = append(res.Published, p)
+	}
+	if len(errs) > 0 {
+		res.Publish = Failed
+		if len(errs) < len(pub.Clouds) {
+			res.Publish = fmt.Sprintf("FAILED %d/%d", len(errs), len(pub.Clouds))
+		}
+		return fail("publish", errors.New(strings.Join(errs, "; ")))
+	}
+	res.Publish = OK
+	return res
+}
+
+func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud string, li *publish.LocalImage, date time.Time) (*publish.Result, error) {
+	cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + publish.BuilderVersion(), Redact: r.o.Redact}
+	if cloud != EnvCloud {
+		cr.Cloud = cloud
+	}
+	r.say(img.Name, "publish to %s as %q", cloud, pub.Name)
+	c, err := r.steps.Connect(ctx, cr)
+	if err != nil {
+		return nil, err
+	}
+	keep := 0
+	if pub.Keep != nil {
+		keep = *pub.Keep
+	}
+	return c.Publish(ctx, li, publish.Request{
+		Name:       pub.Name,
+		Visibility: pub.Visibility,
+		Rotate:     pub.Rotate,
+		Keep:       keep,
+		Properties: pub.Properties,
+		// The elements as listed: what the user wrote identifies the image
+		// (the build adds their dependencies).
+		Meta:    publish.Metadata{Elements: img.Elements, BuildDate: date, BuilderVersion: publish.BuilderVersion()},
+		LockDir: filepath.Join(r.cache, "builder", "locks"),
+		Out:     &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu},
+	})
+}
+
+// buildRequest is the build of one image: the environment's DIB_*
+// variables, then the file's variables.
+func (r *runner) buildRequest(img Image, out string, formats []string) build.Request {
+	env := build.UserEnv(r.o.Environ)
+	for k, v := range r.f.variables(img) {
+		env[k] = v
+	}
+	// A scheduled rebuild replaces its output; DIB's default of keeping
+	// every old one under its date would fill the disk.
+	if _, ok := env["OVERWRITE_OLD_IMAGE"]; !ok {
+		env["OVERWRITE_OLD_IMAGE"] = "1"
+	}
+	var ep []string
+	for _, p := range strings.Split(env["ELEMENTS_PATH"], ":") {
+		if p != "" {
+			ep = append(ep, r.f.path(p))
+		}
+	}
+	return build.Request{
+		Elements:     img.Elements,
+		Output:       out,
+		Types:        formats,
+		Packages:     img.Packages,
+		ImageSizeGiB: img.Size,
+		ImageCache:   r.cache,
+		Env:          env,
+		ElementsPath: ep,
+		TmpDir:       env["TMP_DIR"],
+		Verbose:      r.o.Verbose,
+	}
+}
+
+// prefixWriter prefixes every line; lines from concurrent writers (build
+// progress, boot test) stay whole.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+	mu     *sync.Mutex
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := strings.IndexByte(string(p.buf), '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		p.mu.Lock()
+		_, err := fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i])
+		p.mu.Unlock()
+		p.buf = p.buf[i+1:]
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
+func sizeText(gib float64) string {
+	if gib <= 0 {
+		return "size from the content"
+	}
+	return fmt.Sprintf("%g GiB", gib)
+}
+
+func keepText(k *int) string {
+	if k == nil || *k == 0 {
+		return "all"
+	}
+	return fmt.Sprint(*k)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+func firstOf(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
