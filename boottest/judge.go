@@ -189,9 +189,17 @@ func (j *judge) checkProbe(c *Console, p *Probe) (verdict, string) {
 			return vFail, fmt.Sprintf("root filesystem did not grow: %s, no larger than the image (%s); is growpart/resizefs in the image?",
 				fmtBytes(p.RootBytes), fmtBytes(j.imageBytes))
 		}
-		// ext4 keeps a few percent for inode tables and the journal, and
-		// the boot/ESP partitions take some more; 90% means it grew.
-		if p.RootBytes*10 < p.DiskBytes*9 {
+		// With the partition's geometry: it must reach the end of the
+		// disk (less the backup GPT) and the filesystem must fill it.
+		if p.PartBytes > 0 && p.TailBytes >= 0 {
+			if p.TailBytes > 2<<20 || p.RootBytes*10 < p.PartBytes*9 {
+				return vFail, fmt.Sprintf("root did not grow to fill its disk: partition %s with %s unused after it, filesystem %s (is growpart/resizefs in the image?)",
+					fmtBytes(p.PartBytes), fmtBytes(p.TailBytes), fmtBytes(p.RootBytes))
+			}
+		} else if p.RootBytes*10 < p.DiskBytes*9 {
+			// Without it (older probe): ext4 keeps a few percent for inode
+			// tables and the journal, other partitions take some more;
+			// 90% of the disk means it grew.
 			return vFail, fmt.Sprintf("root filesystem did not grow to fill its disk: %s of %s (want at least 90%%; is growpart/resizefs in the image?)",
 				fmtBytes(p.RootBytes), fmtBytes(p.DiskBytes))
 		}

@@ -106,6 +106,8 @@ func TestJudgeCloudInitBranches(t *testing.T) {
 		{"DataSourceNone", Spec{}, ciStart + login + none, 100 * time.Second, vFail, "DataSourceNone"},
 		{"all good", Spec{}, ciStart + login + probe("6000000000", "0", okUser) + finished, 100 * time.Second, vPass, ""},
 		{"not grown", Spec{}, ciStart + login + probe("2000000000", "0", okUser) + finished, 100 * time.Second, vFail, "did not grow to fill"},
+		{"partition grew to the end, ESP before it", Spec{}, ciStart + login + strings.Replace(probe("4900000000", "0", okUser), " user=", " part_bytes=5100000000 tail_bytes=1048576 user=", 1) + finished, 100 * time.Second, vPass, ""},
+		{"partition stopped short of the end", Spec{}, ciStart + login + strings.Replace(probe("6000000000", "0", okUser), " user=", " part_bytes=4000000000 tail_bytes=2000000000 user=", 1) + finished, 100 * time.Second, vFail, "unused after it"},
 		{"not grown, check off", Spec{SkipGrowCheck: true}, ciStart + login + probe("2000000000", "0", okUser) + finished, 100 * time.Second, vPass, ""},
 		{"user missing", Spec{User: "builder"}, ciStart + login + probe("6000000000", "0", "id: 'builder': no such user") + finished, 100 * time.Second, vFail, "user builder was not created"},
 		{"failed units reported", Spec{}, ciStart + login + probe("6000000000", "2", okUser) + finished, 100 * time.Second, vPass, ""},

@@ -18,6 +18,12 @@ type Probe struct {
 	RootBytes int64 `json:"root_bytes"`
 	// DiskBytes is the size of the whole disk that holds /.
 	DiskBytes int64 `json:"disk_bytes"`
+	// PartBytes is the size of the partition holding / and TailBytes the
+	// disk space after it (-1 when / is not on a partition or the guest
+	// could not tell): with other partitions (an ESP) on the disk, "the root
+	// grew" means the partition reaches the end and the filesystem fills it.
+	PartBytes int64 `json:"part_bytes"`
+	TailBytes int64 `json:"tail_bytes"`
 	// User is the output of `id USER` inside the guest.
 	User string `json:"user"`
 	// FailedUnits is the number of failed systemd units when the probe ran
@@ -39,7 +45,7 @@ func ParseProbe(line string) (*Probe, error) {
 		return nil, fmt.Errorf("probe line does not start with %q", probeMarker)
 	}
 	seen := map[string]bool{}
-	var p Probe
+	p := Probe{PartBytes: -1, TailBytes: -1}
 	for _, f := range strings.Fields(rest) {
 		k, v, ok := strings.Cut(f, "=")
 		if !ok {
@@ -54,6 +60,10 @@ func ParseProbe(line string) (*Probe, error) {
 			p.RootBytes, err = strconv.ParseInt(v, 10, 64)
 		case "disk_bytes":
 			p.DiskBytes, err = strconv.ParseInt(v, 10, 64)
+		case "part_bytes":
+			p.PartBytes, err = strconv.ParseInt(v, 10, 64)
+		case "tail_bytes":
+			p.TailBytes, err = strconv.ParseInt(v, 10, 64)
 		case "user":
 			p.User, err = decodeB64(v)
 			p.User = strings.TrimSpace(p.User)
@@ -107,6 +117,13 @@ root_bytes=$(df -B1 --output=size / 2>/dev/null | tail -n 1 | tr -d ' ')
 src=$(findmnt -n -o SOURCE / 2>/dev/null)
 src=${src%%\[*}
 disk_bytes=$(lsblk -b -s -n -l -o TYPE,SIZE "$src" 2>/dev/null | awk '$1=="disk"{print $2; exit}')
+part_bytes=-1 tail_bytes=-1
+part=$(basename "$(readlink -f "$src")")
+disk=$(lsblk -n -o PKNAME "$src" 2>/dev/null | head -n 1)
+if [ -r "/sys/class/block/$part/start" ] && [ -n "$disk" ] && [ -r "/sys/class/block/$disk/size" ]; then
+  pstart=$(cat "/sys/class/block/$part/start"); psize=$(cat "/sys/class/block/$part/size"); dsize=$(cat "/sys/class/block/$disk/size")
+  part_bytes=$((psize * 512)); tail_bytes=$(( (dsize - pstart - psize) * 512 ))
+fi
 user=$(id "$1" 2>&1 | b64)
 if command -v systemctl >/dev/null 2>&1; then
   names=$(systemctl list-units --failed --no-legend --plain 2>/dev/null | awk '{print $1}')
@@ -118,6 +135,6 @@ sudo=
 if command -v sudo >/dev/null 2>&1; then
   if sudo -n -l -U "$1" 2>/dev/null | grep -q NOPASSWD; then sudo=yes; else sudo=no; fi
 fi
-printf 'BUILDER-PROBE cmdline=%s root_bytes=%s disk_bytes=%s user=%s failed_units=%s failed_names=%s sudo=%s\n' \
-  "$cmdline" "${root_bytes:-0}" "${disk_bytes:-0}" "$user" "${failed:--1}" "$(printf '%s' "$names" | b64)" "$sudo" > /dev/ttyS0
+printf 'BUILDER-PROBE cmdline=%s root_bytes=%s disk_bytes=%s part_bytes=%s tail_bytes=%s user=%s failed_units=%s failed_names=%s sudo=%s\n' \
+  "$cmdline" "${root_bytes:-0}" "${disk_bytes:-0}" "$part_bytes" "$tail_bytes" "$user" "${failed:--1}" "$(printf '%s' "$names" | b64)" "$sudo" > /dev/ttyS0
 `

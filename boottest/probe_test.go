@@ -22,13 +22,18 @@ func TestParseProbe(t *testing.T) {
 	}
 	want := Probe{
 		Cmdline:   "BOOT_IMAGE=/vmlinuz root=LABEL=x console=tty0 console=ttyS0,115200",
-		RootBytes: 6000000000, DiskBytes: 6442450944,
+		RootBytes: 6000000000, DiskBytes: 6442450944, PartBytes: -1, TailBytes: -1,
 		User:        "uid=1000(builder) gid=1000(builder) groups=1000(builder)",
 		FailedUnits: 2, Sudo: "yes",
 	}
 	want.FailedUnitNames = []string{"foo.service", "bar.mount"}
 	if !reflect.DeepEqual(*p, want) {
 		t.Errorf("got %+v\nwant %+v", *p, want)
+	}
+	// The partition geometry, when the guest reports it.
+	p, err = ParseProbe(good + " part_bytes=5000000000 tail_bytes=1048576")
+	if err != nil || p.PartBytes != 5000000000 || p.TailBytes != 1048576 {
+		t.Errorf("geometry: %+v %v", p, err)
 	}
 
 	for _, bad := range []string{

@@ -183,9 +183,34 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 }
 
 func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *rootfs.Store, req Request, cache string, run *runDir) (rootfs.Image, error) {
-	bs, ok, err := readRootfsSource(p.res.OS.Dir, p.env, req.Arch)
+	src, ok, err := readRootfsSource(p.res.OS.Dir, p.env, req.Arch)
 	if err != nil {
 		return rootfs.Image{}, err
+	}
+	var log strings.Builder
+	if local := p.env["DIB_LOCAL_IMAGE"]; local != "" {
+		// DIB_LOCAL_IMAGE beats any other source, for every OS element.
+		t := rep.Phase("base", "DIB_LOCAL_IMAGE "+local)
+		path := local
+		if strings.HasPrefix(local, "http://") || strings.HasPrefix(local, "https://") {
+			st := t.Step("download (verified, cached)")
+			path, err = rootfs.Fetch(ctx, local, cache, p.env["DIB_LOCAL_IMAGE_SHA256"], logWriter(req, &log))
+			if err != nil {
+				st.Fail(err)
+				t.Fail(err)
+				return rootfs.Image{}, err
+			}
+			st.Done("")
+		}
+		img, err := store.ImportLocalImage(ctx, path, rootfs.LocalImageOptions{TmpDir: run.Scratch, Log: logWriter(req, &log),
+			Warn: func(s string) { t.Printf("note: %s", s) }})
+		if err != nil {
+			t.Fail(err)
+			return rootfs.Image{}, err
+		}
+		t.Done("")
+		p.baseKey = img.Key
+		return img, nil
 	}
 	if !ok {
 		// An operating-system element of the DIB kind: its root.d hooks
@@ -193,8 +218,26 @@ func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *ro
 		p.baseKey = "scratch"
 		return rootfs.Image{Name: "scratch", Key: "scratch"}, nil
 	}
+	switch src.Method {
+	case "local-image":
+		hint := src.Hint
+		if hint == "" {
+			hint = "set DIB_LOCAL_IMAGE to a qcow2 or raw cloud image, a rootfs tarball or an OCI archive"
+		}
+		return rootfs.Image{}, fmt.Errorf("operating-system element %s needs DIB_LOCAL_IMAGE: %s", p.res.OS.Name, hint)
+	case "image":
+		t := rep.Phase("base", "container image "+src.Image)
+		img, err := store.PullBase(ctx, src.Image, rootfs.PullOptions{Offline: req.Offline, Log: logWriter(req, &log)})
+		if err != nil {
+			t.Fail(err)
+			return rootfs.Image{}, err
+		}
+		t.Done(img.Name[:12])
+		p.baseKey = img.Key
+		return img, nil
+	}
+	bs := src.Bootstrap
 	t := rep.Phase("base", fmt.Sprintf("%s %s %s from %s", p.env["DISTRO_NAME"], bs.Suite, bs.Arch, firstMirror(bs.Sources)))
-	var log strings.Builder
 	img, cached, err := store.EnsureBase(ctx, bs, rootfs.BaseOptions{
 		StateDir: filepath.Join(cache, "builder", "state"),
 		AptCache: p.aptCache,
@@ -375,6 +418,8 @@ var outputOnlyVars = []string{
 	"DIB_DEBUG_TRACE", "DIB_NO_TMPFS", "DIB_MIN_TMPFS", "DIB_QUIET", "DIB_NO_TIMESTAMP",
 	"DIB_SHOW_IMAGE_USAGE", "DIB_SHOW_IMAGE_USAGE_FULL", "DIB_JOURNAL_SIZE",
 	"BUILDER_USER_HOME",
+	// The base's own key covers its content.
+	"DIB_LOCAL_IMAGE", "DIB_LOCAL_IMAGE_SHA256", "DIB_DEBIAN_CONTAINER_IMAGE",
 }
 
 func copyEnv(m map[string]string) map[string]string {

@@ -23,11 +23,16 @@ func LocalStorage() (string, error) {
 	return fmt.Sprintf("[%s@%s+%s]", driver, o.GraphRoot, o.RunRoot), nil
 }
 
+// runtime is libimage over builder's store.
+func (s *Store) runtime() (*libimage.Runtime, error) {
+	return libimage.RuntimeFromStore(s.st, &libimage.RuntimeOptions{SystemContext: s.sc})
+}
+
 // ExportImage copies an image of builder's store into container storage
 // (storage as from LocalStorage) under target, e.g. "localhost/web:latest":
 // DIB's docker output, without a docker daemon.
 func (s *Store) ExportImage(ctx context.Context, name, storage, target string, log io.Writer) error {
-	rt, err := libimage.RuntimeFromStore(s.st, &libimage.RuntimeOptions{SystemContext: s.sc})
+	rt, err := s.runtime()
 	if err != nil {
 		return err
 	}

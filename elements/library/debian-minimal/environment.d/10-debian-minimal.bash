@@ -36,3 +36,13 @@ case ${ARCH:-amd64} in
 esac
 export DIB_DEBIAN_KERNEL=${DIB_DEBIAN_KERNEL:-$_kernel}
 unset _kernel
+
+# The base: bootstrapped from the mirror (default), or a container image
+# from a registry when DIB_DEBIAN_CONTAINER_IMAGE names one (e.g.
+# docker.io/library/debian:bookworm); the packages below are then
+# installed by package-installs.
+if [ -n "${DIB_DEBIAN_CONTAINER_IMAGE:-}" ]; then
+    export DIB_DEBIAN_ROOTFS_METHOD=image
+else
+    export DIB_DEBIAN_ROOTFS_METHOD=mmdebstrap
+fi
