@@ -46,13 +46,13 @@ func DefaultCacheDir() string {
 // DefaultRunRoot is where locks and mount state live: tmpfs when available,
 // so that nothing stale survives a reboot.
 func DefaultRunRoot() string {
-	if os.Geteuid() == 0 {
+	if rootfs.RealRoot() {
 		return "/run/builder"
 	}
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		return filepath.Join(d, "builder")
 	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("builder-run-%d", os.Geteuid()))
+	return filepath.Join(os.TempDir(), fmt.Sprintf("builder-run-%d", rootfs.RealUID()))
 }
 
 // defaultBlockDevice is the layout vm gets when none is named: one GPT disk

@@ -137,7 +137,6 @@ func findSum(text, name string) string {
 	return ""
 }
 
-
 // safeFileName keeps a downloaded file's name readable in the cache.
 func safeFileName(s string) string {
 	b := []byte(s)

@@ -1,0 +1,40 @@
+package rootfs
+
+import (
+	"os"
+	"strconv"
+	"strings"
+)
+
+// RealRoot reports whether builder runs as root of the initial user
+// namespace: only then do loop devices and block-device mounts work.
+// Rootless builds run as root of their own user namespace, where euid is
+// 0 too.
+func RealRoot() bool {
+	if os.Geteuid() != 0 {
+		return false
+	}
+	m, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(m))
+	return len(f) >= 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
+}
+
+// RealUID is the user builder acts for: the caller's uid, also inside
+// builder's own user namespace.
+func RealUID() int {
+	m, err := os.ReadFile("/proc/self/uid_map")
+	if err == nil {
+		for _, line := range strings.Split(string(m), "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 3 && f[0] == "0" && f[2] != "4294967295" {
+				if uid, err := strconv.Atoi(f[1]); err == nil {
+					return uid
+				}
+			}
+		}
+	}
+	return os.Geteuid()
+}
