@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -96,11 +98,14 @@ func (p *plan) bootStep(req Request, rep *progress.Reporter, startKey string, pr
 	fstab := p.layout.Fstab()
 	if !p.vm {
 		// A filesystem image without a bootloader: only fstab.
-		id := sha256.Sum256([]byte("fstab-v1\x00" + fstab))
+		id := sha256.Sum256([]byte("fstab-v2\x00" + fstab))
 		var t *progress.Task
 		return rootfs.Step{
 			Name: "fstab", Kind: rootfs.Tree, Identity: hex.EncodeToString(id[:]),
 			Edit: func(ctx context.Context, root string) error {
+				if err := dropDeviceNodes(root); err != nil {
+					return err
+				}
 				return os.WriteFile(filepath.Join(root, "etc/fstab"), []byte(fstab), 0o644)
 			},
 			Begin: func() { t = rep.Phase("fstab", "") },
@@ -133,7 +138,7 @@ func (p *plan) bootStep(req Request, rep *progress.Reporter, startKey string, pr
 		spec.BootUUID = boot.UUID
 	}
 	grubCfg := assemble.GrubConfig(spec)
-	id := sha256.Sum256([]byte(strings.Join([]string{"boot-v2", grubID, grubCfg, fstab, fmt.Sprint(separateBoot)}, "\x00")))
+	id := sha256.Sum256([]byte(strings.Join([]string{"boot-v3", grubID, grubCfg, fstab, fmt.Sprint(separateBoot)}, "\x00")))
 	var t *progress.Task
 	return rootfs.Step{
 		Name:     "boot-config",
@@ -176,6 +181,9 @@ func prettyName(env map[string]string) string {
 }
 
 func writeBootFiles(root, fstab, grubCfg string, separateBoot bool) error {
+	if err := dropDeviceNodes(root); err != nil {
+		return err
+	}
 	if separateBoot {
 		if err := bootLinks(root); err != nil {
 			return err
@@ -217,6 +225,27 @@ func writeBootFiles(root, fstab, grubCfg string, separateBoot bool) error {
 		}
 	}
 	return nil
+}
+
+// dropDeviceNodes removes the device nodes a bootstrap leaves in /dev. The
+// booted system mounts devtmpfs there, and a rootless build cannot make
+// them at all: without them root and rootless builds give the same image.
+func dropDeviceNodes(root string) error {
+	dev := filepath.Join(root, "dev")
+	return filepath.WalkDir(dev, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		if d.Type()&(fs.ModeDevice|fs.ModeCharDevice) != 0 {
+			if err := os.Remove(path); err != nil {
+				return fmt.Errorf("remove device node: %w", err)
+			}
+		}
+		return nil
+	})
 }
 
 func copyFile(src, dst string) error {
