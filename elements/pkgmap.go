@@ -28,7 +28,9 @@ type PkgMap struct {
 // (DIB HEAD's os_family).
 func Family(distro string) string {
 	switch distro {
-	case "almalinux", "fedora", "rhel", "centos", "openeuler", "rocky":
+	// centos7 and rhel7 as older DIB's os_family; scientific (Scientific
+	// Linux, a RHEL rebuild) is builder's addition.
+	case "almalinux", "fedora", "rhel", "centos", "openeuler", "rocky", "centos7", "rhel7", "scientific":
 		return "redhat"
 	case "debian", "ubuntu":
 		return "debian"
