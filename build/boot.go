@@ -275,14 +275,30 @@ func bootLinks(root string) error {
 		return fmt.Errorf("no kernel in /boot: the operating-system element must install one")
 	}
 	sort.Slice(kernels, func(i, j int) bool { return versionLess(kernels[i], kernels[j]) })
+	// Rescue images (rpm's vmlinuz-0-rescue-MACHINEID) are not kernels.
+	var real []string
+	for _, k := range kernels {
+		if !strings.Contains(filepath.Base(k), "-rescue-") {
+			real = append(real, k)
+		}
+	}
+	if len(real) == 0 {
+		return fmt.Errorf("no kernel in /boot (only rescue images): the operating-system element must install one")
+	}
+	kernels = real
 	newest := filepath.Base(kernels[len(kernels)-1])
 	version := strings.TrimPrefix(newest, "vmlinuz-")
-	for link, target := range map[string]string{"vmlinuz": newest, "initrd.img": "initrd.img-" + version} {
+	for link, target := range map[string]string{"vmlinuz": newest, "initrd.img": initrdName(root, version)} {
 		p := filepath.Join(root, "boot", link)
 		os.Remove(p)
 		if err := os.Symlink(target, p); err != nil {
 			return err
 		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/dpkg")); err != nil {
+		// rpm distributions: their kernel packages do not read
+		// kernel-img.conf (rpm-boot's hooks keep the links instead).
+		return nil
 	}
 	conf := filepath.Join(root, "etc", "kernel-img.conf")
 	data, _ := os.ReadFile(conf)
@@ -293,6 +309,21 @@ func bootLinks(root string) error {
 		}
 	}
 	return nil
+}
+
+// initrdName is the initramfs of a kernel version in /boot: the file that
+// exists (Debian's initrd.img-V, rpm's initramfs-V.img, openSUSE's
+// initrd-V), else Debian's name, or rpm's on a tree without dpkg.
+func initrdName(root, version string) string {
+	for _, n := range []string{"initrd.img-" + version, "initramfs-" + version + ".img", "initrd-" + version} {
+		if _, err := os.Lstat(filepath.Join(root, "boot", n)); err == nil {
+			return n
+		}
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/dpkg")); err != nil {
+		return "initramfs-" + version + ".img"
+	}
+	return "initrd.img-" + version
 }
 
 // versionLess orders kernel file names by their version numbers.

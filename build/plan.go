@@ -153,6 +153,10 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 	if distro == "" {
 		return nil, fmt.Errorf("operating-system element %s does not export DISTRO_NAME in environment.d", res.OS.Name)
 	}
+	// Fail before anything is pulled or run when the base cannot be made.
+	if err := checkBaseSource(res.OS.Name, res.OS.Dir, env, req.Arch); err != nil {
+		return nil, err
+	}
 
 	pis, err := elements.PackageInstalls(res, env)
 	if err != nil {
@@ -220,11 +224,7 @@ func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *ro
 	}
 	switch src.Method {
 	case "local-image":
-		hint := src.Hint
-		if hint == "" {
-			hint = "set DIB_LOCAL_IMAGE to a qcow2 or raw cloud image, a rootfs tarball or an OCI archive"
-		}
-		return rootfs.Image{}, fmt.Errorf("operating-system element %s needs DIB_LOCAL_IMAGE: %s", p.res.OS.Name, hint)
+		return rootfs.Image{}, localImageError(p.res.OS.Name, src)
 	case "image":
 		t := rep.Phase("base", "container image "+src.Image)
 		img, err := store.PullBase(ctx, src.Image, rootfs.PullOptions{Offline: req.Offline, Log: logWriter(req, &log)})
@@ -257,6 +257,31 @@ func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *ro
 		t.Done("bootstrapped with mmdebstrap")
 	}
 	return img, nil
+}
+
+// checkBaseSource fails when the operating-system element's base can only
+// come from DIB_LOCAL_IMAGE and it is not set (centos6, scientific6/7: no
+// base images are published for them any more).
+func checkBaseSource(osName, osDir string, env map[string]string, arch string) error {
+	if env["DIB_LOCAL_IMAGE"] != "" {
+		return nil
+	}
+	src, ok, err := readRootfsSource(osDir, env, arch)
+	if err != nil || !ok {
+		return err
+	}
+	if src.Method == "local-image" {
+		return localImageError(osName, src)
+	}
+	return nil
+}
+
+func localImageError(osName string, src baseSource) error {
+	hint := src.Hint
+	if hint == "" {
+		hint = "set DIB_LOCAL_IMAGE to a qcow2 or raw cloud image, a rootfs tarball or an OCI archive"
+	}
+	return fmt.Errorf("operating-system element %s needs DIB_LOCAL_IMAGE: %s", osName, hint)
 }
 
 func firstMirror(sources []string) string {
@@ -420,6 +445,9 @@ var outputOnlyVars = []string{
 	"BUILDER_USER_HOME",
 	// The base's own key covers its content.
 	"DIB_LOCAL_IMAGE", "DIB_LOCAL_IMAGE_SHA256", "DIB_DEBIAN_CONTAINER_IMAGE",
+	"DIB_UBUNTU_CONTAINER_IMAGE", "DIB_CENTOS_CONTAINER_IMAGE", "DIB_FEDORA_CONTAINER_IMAGE",
+	"DIB_OPENSUSE_CONTAINER_IMAGE", "DIB_ROCKY_CONTAINER_IMAGE", "DIB_ALMALINUX_CONTAINER_IMAGE",
+	"DIB_SCIENTIFIC_CONTAINER_IMAGE",
 }
 
 func copyEnv(m map[string]string) map[string]string {
