@@ -141,3 +141,7 @@ func checkOutputDir(path string) error {
 	}
 	return nil
 }
+
+// LookTool finds a host tool as assembly does; its error names the package
+// that ships the tool.
+func LookTool(name string) (string, error) { return lookTool(name) }

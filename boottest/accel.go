@@ -206,3 +206,29 @@ func hostKey(ctx context.Context, qemu string) (kernel, qemuVersion string, err 
 	qemuVersion = strings.TrimPrefix(qemuVersion, "QEMU emulator version ")
 	return kernel, qemuVersion, nil
 }
+
+// KVMStatus says whether boot tests here get hardware acceleration: ok is
+// false when /dev/kvm cannot be opened or an earlier boot test found that
+// KVM starts no guest (then boot-test uses TCG, 10-30 times slower).
+func KVMStatus(ctx context.Context, cacheDir string) (ok bool, detail string) {
+	if err := kvmOpenable(); err != nil {
+		return false, fmt.Sprintf("/dev/kvm: %v", err)
+	}
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		return false, "qemu-system-x86_64 is not installed"
+	}
+	kernel, qv, err := hostKey(ctx, qemu)
+	if err != nil {
+		return true, "/dev/kvm opens; " + err.Error()
+	}
+	v, _ := LoadKVMVerdict(cacheDir, verdictKey(kernel, qv, "bios"))
+	switch {
+	case v == nil:
+		return true, "/dev/kvm opens (not yet proven by a boot test)"
+	case v.Works:
+		return true, "/dev/kvm works (boot test on " + v.Checked.Format("2006-01-02") + ")"
+	default:
+		return false, "/dev/kvm opens but starts no guest (" + v.Reason + ")"
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"builder/assemble"
 	"builder/elements"
 	"builder/internal/cleanup"
+	"builder/internal/doctor"
 	"builder/internal/progress"
 	"builder/rootfs"
 )
@@ -42,6 +43,10 @@ func DefaultCacheDir() string {
 	}
 	return filepath.Join(home, ".cache", "image-create")
 }
+
+// minFreeBytes is the free space a build wants in the cache and the temp
+// dir: a base, the steps of a small image and its disk.
+const minFreeBytes = 2 << 30
 
 // DefaultRunRoot is where locks and mount state live: tmpfs when available,
 // so that nothing stale survives a reboot.
@@ -97,6 +102,11 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	for _, w := range plan.warnings {
 		t.Printf("warning: %s", w)
 	}
+	// What this build needs of the machine, before any work: the same
+	// checks and words as `builder doctor`.
+	if err := doctor.Err(doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: req.TmpDir, Build: true, VM: plan.vm, MinFreeBytes: minFreeBytes})); err != nil {
+		return nil, err
+	}
 
 	// Store and base.
 	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: filepath.Join(cache, "builder", "containers"), RunRoot: filepath.Join(req.RunRoot, "storage")})
@@ -104,6 +114,7 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 		return nil, err
 	}
 	stack.Push("container store", store.Close)
+	t.Printf("container store: %s storage driver", store.Driver())
 	if n, err := reapStaleRuns(req.RunRoot, store); err != nil {
 		t.Printf("warning: cleaning up after earlier killed builds: %v", err)
 	} else if n > 0 {

@@ -5,16 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export PATH=/usr/local/go/bin:$PATH
-# Runtime tools builder calls, and the C libraries buildah links against.
-packages=(
-    gcc libc6-dev pkg-config libgpgme-dev libbtrfs-dev
-    mmdebstrap eatmydata debian-archive-keyring ca-certificates
-    e2fsprogs dosfstools mtools fdisk
-    grub-pc-bin grub-efi-amd64-bin grub-common
-    qemu-utils qemu-system-x86 ovmf openssl
-    uidmap fuse-overlayfs runc
-    squashfs-tools pigz xfsprogs lvm2
-)
+# The C libraries buildah links against, and the tools builder runs.
+mapfile -t packages < <(cat hack/packages-build.txt hack/packages-runtime.txt | sed -e 's/#.*//' -e '/^[[:space:]]*$/d')
 extra=${BUILDER_SETUP_EXTRA:-}
 # shellcheck disable=SC2206
 packages+=($extra)

@@ -204,7 +204,8 @@ func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptio
 	}
 	// eatmydata skips the fsync()s dpkg does for every file: the tree is
 	// packed into a tarball right after, so durability buys nothing here.
-	if _, err := exec.LookPath("eatmydata"); err == nil && exists("/usr/share/mmdebstrap/hooks/eatmydata") {
+	// Its hook calls dpkg-architecture (dpkg-dev).
+	if canEatMyData() {
 		args = append(args, "--hook-dir=/usr/share/mmdebstrap/hooks/eatmydata")
 	}
 	if o.AptCache != "" {
@@ -266,3 +267,12 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (t *tailBuffer) String() string { return strings.Join(t.lines, "\n") }
+
+func canEatMyData() bool {
+	for _, t := range []string{"eatmydata", "dpkg-architecture"} {
+		if _, err := exec.LookPath(t); err != nil {
+			return false
+		}
+	}
+	return exists("/usr/share/mmdebstrap/hooks/eatmydata")
+}

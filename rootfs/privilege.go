@@ -19,7 +19,26 @@ func RealRoot() bool {
 		return true
 	}
 	f := strings.Fields(string(m))
-	return len(f) >= 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295"
+	if len(f) < 3 || f[0] != "0" || f[1] != "0" || f[2] != "4294967295" {
+		return false
+	}
+	// Root of an unprivileged container has the full map but not
+	// CAP_SYS_ADMIN: no mounts of block devices there.
+	return hasCapSysAdmin()
+}
+
+func hasCapSysAdmin() bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && n&(1<<21) != 0
+		}
+	}
+	return false
 }
 
 // RealUID is the user builder acts for: the caller's uid, also inside

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -26,7 +27,8 @@ type StoreOptions struct {
 	Dir string
 	// RunRoot holds mount and lock state that must not survive a reboot.
 	RunRoot string
-	// Driver is "overlay", "vfs" or "" to pick the first that works.
+	// Driver is "overlay", "fuse-overlayfs", "vfs" or "" to pick the
+	// first that works.
 	Driver string
 }
 
@@ -62,24 +64,21 @@ func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 
-	drivers := []string{opts.Driver}
-	if opts.Driver == "" {
-		drivers = []string{"overlay", "vfs"}
-	}
 	var errs []error
-	for _, d := range drivers {
+	for _, d := range driverChoices(opts.Driver) {
 		st, err := storage.GetStore(stypes.StoreOptions{
-			GraphRoot:       filepath.Join(opts.Dir, "storage-"+d),
-			RunRoot:         filepath.Join(opts.RunRoot, "storage-"+d),
-			GraphDriverName: d,
+			GraphRoot:          filepath.Join(opts.Dir, "storage-"+d.name),
+			RunRoot:            filepath.Join(opts.RunRoot, "storage-"+d.name),
+			GraphDriverName:    d.name,
+			GraphDriverOptions: d.options,
 		})
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", d, err))
+			errs = append(errs, fmt.Errorf("%s: %w", d.label, err))
 			continue
 		}
 		return &Store{
 			st:     st,
-			driver: d,
+			driver: d.label,
 			dir:    opts.Dir,
 			sc: &types.SystemContext{
 				SignaturePolicyPath:      policy,
@@ -88,7 +87,43 @@ func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 			},
 		}, nil
 	}
-	return nil, fmt.Errorf("open container store in %s: %w", opts.Dir, errors.Join(errs...))
+	return nil, fmt.Errorf("open container store in %s: no storage driver works here: %w", opts.Dir, errors.Join(errs...))
+}
+
+type driverChoice struct {
+	name, label string
+	options     []string
+}
+
+// driverChoices is the order drivers are tried in: the kernel's overlay
+// (also in a user namespace since Linux 5.13), fuse-overlayfs where the
+// kernel refuses (older kernels, overlay on overlay inside a container) and
+// /dev/fuse exists, then vfs, which works everywhere but copies every layer.
+// Both overlay variants keep layers in the same format, so they share one
+// graph root.
+func driverChoices(want string) []driverChoice {
+	native := driverChoice{name: "overlay", label: "overlay"}
+	fuse := driverChoice{name: "overlay", label: "overlay (fuse-overlayfs)"}
+	vfs := driverChoice{name: "vfs", label: "vfs"}
+	fuseOK := false
+	if p, err := exec.LookPath("fuse-overlayfs"); err == nil {
+		if _, err := os.Stat("/dev/fuse"); err == nil {
+			fuse.options = []string{"overlay.mount_program=" + p}
+			fuseOK = true
+		}
+	}
+	switch want {
+	case "overlay":
+		return []driverChoice{native}
+	case "fuse-overlayfs":
+		return []driverChoice{fuse}
+	case "vfs":
+		return []driverChoice{vfs}
+	}
+	if fuseOK {
+		return []driverChoice{native, fuse, vfs}
+	}
+	return []driverChoice{native, vfs}
 }
 
 // Driver is the storage driver in use.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"os/user"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -16,12 +17,21 @@ import (
 	"go.podman.io/storage/pkg/unshare"
 
 	"builder/cmd/boottest"
+	doctorcmd "builder/cmd/doctor"
 	elementscmd "builder/cmd/elements"
 	"builder/cmd/image"
 	pipelinecmd "builder/cmd/pipeline"
 	publishcmd "builder/cmd/publish"
+	"builder/internal/doctor"
 	"builder/rootfs"
 )
+
+func currentUserName() string {
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return fmt.Sprint("uid ", os.Getuid())
+}
 
 func main() {
 	// buildah re-executes this binary for its chroot and copier helpers.
@@ -55,6 +65,14 @@ func run() int {
 			if cmd.Name() == "image" {
 				// Not root: continue in a user namespace with the
 				// subordinate id ranges, so image files keep their owners.
+				// First check that it can be made, and say how to fix it
+				// when not, rather than build with only one id mapped.
+				if os.Geteuid() != 0 {
+					if f := doctor.Privilege(cmd.Context()); f.Status == doctor.Fail {
+						fmt.Fprintf(os.Stderr, "builder: cannot build as %s here: %s\n  fix: %s\n", currentUserName(), f.Detail, f.Fix)
+						os.Exit(1)
+					}
+				}
 				unshare.MaybeReexecUsingUserNamespace(false)
 			}
 		},
@@ -63,7 +81,7 @@ func run() int {
 		return &image.UsageError{Err: fmt.Errorf("%w (see builder %s --help)", err, c.Name())}
 	})
 	root.AddCommand(image.NewCmdImage(nil), boottest.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
-		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil))
+		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil), doctorcmd.NewCmdDoctor(nil))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
