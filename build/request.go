@@ -99,6 +99,18 @@ func planOutputs(req Request) ([]output, error) {
 	}
 	probe.Close()
 	os.Remove(probe.Name())
+	// NAME.d (manifests, logs) of an earlier build must be writable too.
+	if st, err := os.Stat(abs + ".d"); err == nil {
+		if !st.IsDir() {
+			return nil, fmt.Errorf("%s.d is not a directory: remove it or change -o", abs)
+		}
+		probe, err := os.CreateTemp(abs+".d", ".builder-probe-*")
+		if err != nil {
+			return nil, fmt.Errorf("%s.d (manifests and logs) is not writable: %v; remove it, fix its permissions or change -o", abs, err)
+		}
+		probe.Close()
+		os.Remove(probe.Name())
+	}
 
 	seen := map[string]bool{}
 	var outs []output

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 # Test-only tools: a local OCI registry and skopeo (base images from a
 # registry), Glance and Keystone (publishing), rpm, dnf, zypper and
 # createrepo-c (the rpm family's install-packages against a local repository).
-BUILDER_SETUP_EXTRA="docker-registry skopeo rpm dnf zypper createrepo-c" hack/setup.sh
+BUILDER_SETUP_EXTRA="docker-registry skopeo podman rpm dnf zypper createrepo-c" hack/setup.sh
 hack/ci-services.sh install
 export PATH=/usr/local/go/bin:$PATH
 export BUILDER_BIN=$PWD/bin/builder

@@ -75,7 +75,7 @@ func (b Bootstrap) validate() error {
 // specHash identifies the bootstrap recipe, without the mirror's state.
 func (b Bootstrap) specHash() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "bootstrap-v1\x00%s\x00%s\x00%s\x00%s\x00", b.Method, b.Suite, b.Variant, b.Arch)
+	fmt.Fprintf(h, "bootstrap-v2\x00%s\x00%s\x00%s\x00%s\x00", b.Method, b.Suite, b.Variant, b.Arch)
 	for _, l := range [][]string{b.Sources, b.Packages, b.EssentialHooks} {
 		fmt.Fprintf(h, "%d\x00%s\x00", len(l), strings.Join(l, "\x00"))
 	}
@@ -223,6 +223,14 @@ func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptio
 	for _, h := range b.EssentialHooks {
 		args = append(args, "--essential-hook="+h)
 	}
+	// mmdebstrap copies the host's resolv.conf and hostname (with their
+	// modes): the image gets neither the host's DNS servers nor its name,
+	// and the same files wherever it is built. The networking element
+	// names the host; DHCP fills resolv.conf at boot.
+	args = append(args,
+		`--customize-hook=rm -f "$1/etc/resolv.conf" && install -m 644 /dev/null "$1/etc/resolv.conf"`,
+		`--customize-hook=rm -f "$1/etc/hostname" && echo localhost > "$1/etc/hostname" && chmod 644 "$1/etc/hostname"`,
+	)
 	// Keep the package lists: hooks install packages without another
 	// "apt-get update"; dpkg's finalise.d removes them from the image.
 	args = append(args, "--skip=cleanup/apt/lists")

@@ -207,7 +207,7 @@ func capSysAdmin(field string) bool {
 func Privilege(ctx context.Context) Finding {
 	const check = "privileges"
 	if os.Geteuid() == 0 {
-		if n := mappedIDs("/proc/self/uid_map"); n < 65536 {
+		if n := mappedIDs("/proc/self/uid_map"); n < minSubIDs+1 {
 			return Finding{Check: check, Status: Fail,
 				Detail: fmt.Sprintf("in a user namespace with only %d uid(s) mapped: files in the image could not keep their owners", n),
 				Fix:    subidFix(currentUser())}
@@ -234,9 +234,9 @@ func Privilege(ctx context.Context) Finding {
 	}
 	uids, err := subIDs("/etc/subuid", u)
 	gids, err2 := subIDs("/etc/subgid", u)
-	if err != nil || err2 != nil || total(uids) < 65535 || total(gids) < 65535 {
+	if err != nil || err2 != nil || total(uids) < minSubIDs || total(gids) < minSubIDs {
 		return Finding{Check: check, Status: Fail,
-			Detail: fmt.Sprintf("user %s has %d subordinate uids and %d gids (65536 needed for an image's owners)", u.Username, total(uids), total(gids)),
+			Detail: fmt.Sprintf("user %s has %d subordinate uids and %d gids (%d needed: images have files owned by ids up to 65534, nobody)", u.Username, total(uids), total(gids), minSubIDs),
 			Fix:    subidFix(u)}
 	}
 	if err := probeMapping(ctx, u, uids, gids); err != nil {
@@ -257,6 +257,9 @@ func mappingFix() string {
 	}
 	return "check that newuidmap and newgidmap are setuid root or have file capabilities (apt-get install --reinstall uidmap), and that /etc/subuid and /etc/subgid ranges do not overlap real users"
 }
+
+// minSubIDs is what, with the user's own id as 0, maps ids 0 to 65534.
+const minSubIDs = 65534
 
 type idRange struct{ start, size uint64 }
 

@@ -1,0 +1,374 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const rootlessUser = "builder-e2e"
+
+// ensureRootlessUser creates an ordinary user with subordinate id ranges, as
+// a developer's workstation has, and returns its uid.
+func ensureRootlessUser(t *testing.T) int {
+	t.Helper()
+	if _, err := user.Lookup(rootlessUser); err != nil {
+		if out, err := exec.Command("useradd", "--create-home", "--shell", "/bin/bash", rootlessUser).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v\n%s", err, out)
+		}
+	}
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		b, _ := os.ReadFile(f)
+		if !strings.Contains(string(b), rootlessUser+":") {
+			if out, err := exec.Command("usermod", "--add-subuids", "300000-365535", "--add-subgids", "300000-365535", rootlessUser).CombinedOutput(); err != nil {
+				t.Fatalf("usermod: %v\n%s", err, out)
+			}
+			break
+		}
+	}
+	u, err := user.Lookup(rootlessUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	return uid
+}
+
+// sharedDir is a directory under /var/tmp that uid may use (t.TempDir is
+// private to root).
+func sharedDir(t *testing.T, uid int) string {
+	t.Helper()
+	d, err := os.MkdirTemp("/var/tmp", "builder-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	if err := os.Chmod(d, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(d, uid, uid); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// runAs runs the builder binary as the rootless user, with the environment
+// a login would give.
+func runAs(t *testing.T, ctx context.Context, bin string, args ...string) result {
+	t.Helper()
+	u, _ := user.Lookup(rootlessUser)
+	cmd := exec.CommandContext(ctx, "runuser", append([]string{"-u", rootlessUser, "--", bin}, args...)...)
+	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + u.HomeDir, "USER=" + rootlessUser, "LOGNAME=" + rootlessUser}
+	cmd.Dir = u.HomeDir
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("runuser: %v", err)
+	}
+	t.Logf("[%s] builder %s -> exit %d\nstdout:\n%s\nstderr:\n%s", rootlessUser, strings.Join(args, " "), code, out.String(), errb.String())
+	return result{code: code, stdout: out.String(), stderr: errb.String()}
+}
+
+func readBootReport(t *testing.T, path string, code int) bootReport {
+	t.Helper()
+	var rep bootReport
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("no boot report: %v", err)
+	}
+	if err := json.Unmarshal(data, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || !rep.Passed || !rep.LoginSeen || !rep.CloudInit.Finished {
+		t.Fatalf("boot test failed (exit %d): %s; login %v, cloud-init finished %v", code, rep.Reason, rep.LoginSeen, rep.CloudInit.Finished)
+	}
+	return rep
+}
+
+// fileListing mounts the image's root filesystem read-only and lists every
+// file: type, owner, mode (with setuid bits), link count of regular files,
+// file capabilities and symlink targets.
+func fileListing(t *testing.T, qcow2 string) map[string]string {
+	t.Helper()
+	r := openImage(t, qcow2)
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-o", fmt.Sprintf("ro,loop,offset=%d", r.offset), r.raw, mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v\n%s", err, out)
+	}
+	defer func() {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
+			t.Errorf("umount: %v\n%s", err, out)
+		}
+	}()
+	list := map[string]string{}
+	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, mnt), "/")
+		e := fmt.Sprintf("%o %d:%d", st.Mode, st.Uid, st.Gid)
+		switch st.Mode & syscall.S_IFMT {
+		case syscall.S_IFREG:
+			e += fmt.Sprintf(" links=%d", st.Nlink)
+			buf := make([]byte, 64)
+			if n, err := syscall.Getxattr(p, "security.capability", buf); err == nil {
+				e += fmt.Sprintf(" caps=%x", buf[:n])
+			}
+		case syscall.S_IFLNK:
+			target, _ := os.Readlink(p)
+			e += " -> " + target
+		}
+		list[rel] = e
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walking %s: %v", qcow2, err)
+	}
+	return list
+}
+
+// compareListings reports paths whose owner, mode, links or capabilities
+// differ, and paths only one image has.
+func compareListings(t *testing.T, nameA string, a map[string]string, nameB string, b map[string]string) {
+	t.Helper()
+	var diffs []string
+	for p, ea := range a {
+		eb, ok := b[p]
+		switch {
+		case !ok:
+			diffs = append(diffs, fmt.Sprintf("%s: only in %s (%s)", p, nameA, ea))
+		case ea != eb:
+			diffs = append(diffs, fmt.Sprintf("%s: %s %s, %s %s", p, nameA, ea, nameB, eb))
+		}
+	}
+	for p, eb := range b {
+		if _, ok := a[p]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s: only in %s (%s)", p, nameB, eb))
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		if len(diffs) > 30 {
+			diffs = append(diffs[:30], fmt.Sprintf("... and %d more", len(diffs)-30))
+		}
+		t.Errorf("%s and %s differ in %d file(s):\n%s", nameA, nameB, len(diffs), strings.Join(diffs, "\n"))
+	}
+}
+
+// checkOwnership spot-checks what a rootless build could get wrong, in the
+// root build's listing: real owners, setuid, hard links.
+func checkOwnership(t *testing.T, l map[string]string) {
+	t.Helper()
+	if e := l["/usr/bin/sudo"]; !strings.HasPrefix(e, "104755 0:0") {
+		t.Errorf("/usr/bin/sudo is %q, want setuid root", e)
+	}
+	found := false
+	for p, e := range l {
+		if strings.HasPrefix(p, "/var/") && !strings.Contains(e, " 0:0") && !strings.HasPrefix(e, "12") {
+			found = true
+			break
+		}
+	}
+	if !found {
+		t.Errorf("no file under /var owned by anyone but root: owners were lost")
+	}
+	hard := false
+	for _, e := range l {
+		if strings.Contains(e, " links=") && !strings.Contains(e, " links=1") {
+			hard = true
+			break
+		}
+	}
+	if !hard {
+		t.Errorf("no hard-linked file in the image: hard links were lost")
+	}
+}
+
+// The same `builder image debian vm` as root, as an ordinary user with
+// subordinate ids, and inside an unprivileged podman container built from
+// the Containerfile: each image boots and the three have the same files
+// with the same owners and modes.
+func TestRootlessAndContainerBuildsMatchRoot(t *testing.T) {
+	needE2E(t)
+	if _, err := exec.LookPath("podman"); err != nil {
+		t.Skip("podman is not installed (hack/test.sh installs it)")
+	}
+	uid := ensureRootlessUser(t)
+	ctx := withTimeout(t, 60*time.Minute)
+
+	// As root (its steps are cached by TestDebianVMBuildsAndBoots, which
+	// also boots it).
+	rootDir := t.TempDir()
+	r := runBuilder(t, ctx, nil, "image", "debian", "vm", "-o", filepath.Join(rootDir, "debian"), "--image-cache", cacheDir)
+	if r.code != 0 {
+		t.Fatalf("root build failed")
+	}
+	rootList := fileListing(t, filepath.Join(rootDir, "debian.qcow2"))
+	checkOwnership(t, rootList)
+
+	t.Run("rootless", func(t *testing.T) {
+		binDir := sharedDir(t, 0)
+		bin := filepath.Join(binDir, "builder")
+		copyExecutable(t, builderBin, bin)
+		out := sharedDir(t, uid)
+		cache := filepath.Join(cacheDir, "rootless")
+		os.MkdirAll(cache, 0o755)
+		os.Chown(cache, uid, uid)
+		r := runAs(t, ctx, bin, "image", "debian", "vm", "-o", filepath.Join(out, "debian"), "--image-cache", cache)
+		if r.code != 0 {
+			t.Fatalf("rootless build failed")
+		}
+		img := filepath.Join(out, "debian.qcow2")
+		var st syscall.Stat_t
+		if err := syscall.Stat(img, &st); err != nil || int(st.Uid) != uid {
+			t.Errorf("output %s owned by uid %d, want the user's %d (%v)", img, st.Uid, uid, err)
+		}
+		if !strings.Contains(r.stdout, "storage driver") {
+			t.Errorf("the build did not say which storage driver it chose")
+		}
+		report := filepath.Join(out, "boot.json")
+		b := runAs(t, ctx, bin, "boot-test", img, "--report", report, "--require-cloud-init", "--timeout", "15m")
+		readBootReport(t, report, b.code)
+		compareListings(t, "root", rootList, "rootless", fileListing(t, img))
+	})
+
+	t.Run("unprivileged-container", func(t *testing.T) {
+		image := buildContainerImage(t, ctx)
+		out := sharedDir(t, 1000)
+		cache := filepath.Join(cacheDir, "container")
+		os.MkdirAll(cache, 0o755)
+		os.Chown(cache, 1000, 1000)
+		// No --privileged, no devices: the storage goes on the volume (a
+		// real filesystem, so the kernel's overlay works in the build's
+		// user namespace).
+		run := func(args ...string) result {
+			base := append([]string{"run", "--rm"}, ulimitArgs()...)
+			base = append(base, "-v", out+":/work", "-v", cache+":/home/builder/.cache", image)
+			cmd := exec.CommandContext(ctx, "podman", append(base, args...)...)
+			var o, e bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &o, &e
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatalf("podman run: %v", err)
+			}
+			t.Logf("[container] builder %s -> exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, o.String(), e.String())
+			return result{code: code, stdout: o.String(), stderr: e.String()}
+		}
+		if d := run("doctor"); d.code != 0 {
+			t.Errorf("builder doctor in the container found problems")
+		}
+		if r := run("image", "debian", "vm", "-o", "/work/debian"); r.code != 0 {
+			t.Fatalf("build in the container failed")
+		} else if !strings.Contains(r.stdout, "storage driver") {
+			t.Errorf("the build did not say which storage driver it chose")
+		}
+		b := run("boot-test", "/work/debian.qcow2", "--report", "/work/boot.json", "--require-cloud-init", "--timeout", "15m")
+		readBootReport(t, filepath.Join(out, "boot.json"), b.code)
+		compareListings(t, "root", rootList, "container", fileListing(t, filepath.Join(out, "debian.qcow2")))
+	})
+}
+
+func copyExecutable(t *testing.T, src, dst string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ulimitArgs keeps the container's limits within this machine's: podman
+// asks for more open files and processes than some sandboxes allow, and
+// runc then cannot start the container.
+func ulimitArgs() []string {
+	var nofile syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &nofile)
+	return []string{"--ulimit", fmt.Sprintf("nofile=%d:%d", nofile.Max, nofile.Max), "--ulimit", "nproc=32768:32768"}
+}
+
+// buildContainerImage builds the Containerfile on a Debian base made with
+// mmdebstrap (no registry here), with the host's Go caches mounted.
+func buildContainerImage(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	const base, image = "localhost/builder-e2e-base:bookworm", "localhost/builder-e2e:latest"
+	if exec.Command("podman", "image", "exists", base).Run() != nil {
+		if out, err := exec.CommandContext(ctx, "podman", "import", minbaseTar(t), base).CombinedOutput(); err != nil {
+			t.Fatalf("podman import: %v\n%s", err, out)
+		}
+	}
+	_, file, _, _ := runtime.Caller(0)
+	repo := filepath.Join(filepath.Dir(file), "..", "..")
+	args := []string{"build", "--network=host", "--build-arg", "BASE=" + base, "-t", image}
+	args = append(args, ulimitArgs()...)
+	if ca := "/etc/ssl/certs/ca-certificates.crt"; fileExists(ca) {
+		// This machine reaches the Go module proxy through a TLS proxy
+		// whose CA only the host trusts.
+		args = append(args, "-v", ca+":/run/host-ca.crt:ro", "--build-arg", "CURL_CA_BUNDLE=/run/host-ca.crt", "--build-arg", "SSL_CERT_FILE=/run/host-ca.crt")
+	}
+	for _, v := range []string{"GOMODCACHE:/root/go/pkg/mod", "GOCACHE:/root/.cache/go-build"} {
+		name, dst, _ := strings.Cut(v, ":")
+		if out, err := exec.Command("go", "env", name).Output(); err == nil && strings.TrimSpace(string(out)) != "" {
+			args = append(args, "-v", strings.TrimSpace(string(out))+":"+dst)
+		}
+	}
+	if proxy, err := exec.Command("go", "env", "GOPROXY").Output(); err == nil {
+		args = append(args, "--build-arg", "GOPROXY="+strings.TrimSpace(string(proxy)))
+	}
+	args = append(args, repo)
+	start := time.Now()
+	cmd := exec.CommandContext(ctx, "podman", args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("podman build: %v\n%s", err, tailLines(string(out), 40))
+	}
+	t.Logf("podman build of the Containerfile: %s", time.Since(start).Round(time.Second))
+	return image
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
