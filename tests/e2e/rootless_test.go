@@ -254,6 +254,29 @@ func TestRootlessAndContainerBuildsMatchRoot(t *testing.T) {
 		compareListings(t, "root", rootList, "rootless", fileListing(t, img))
 	})
 
+	// A user without subordinate ids is stopped before any work, told why
+	// and how to fix it.
+	t.Run("user-without-subids", func(t *testing.T) {
+		binDir := sharedDir(t, 0)
+		bin := filepath.Join(binDir, "builder")
+		copyExecutable(t, builderBin, bin)
+		cmd := exec.CommandContext(ctx, "runuser", "-u", "nobody", "--", bin, "image", "debian", "vm", "-o", filepath.Join(binDir, "x"))
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"}
+		out, err := cmd.CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 1 {
+			t.Fatalf("want exit 1, got %v\n%s", err, out)
+		}
+		for _, want := range []string{"subordinate", "usermod --add-subuids"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("error lacks %q:\n%s", want, out)
+			}
+		}
+		if fileExists(filepath.Join(binDir, "x.qcow2")) || fileExists(filepath.Join(binDir, "x.d")) {
+			t.Errorf("a refused build left outputs")
+		}
+	})
+
 	t.Run("unprivileged-container", func(t *testing.T) {
 		image := buildContainerImage(t, ctx)
 		out := sharedDir(t, 1000)
