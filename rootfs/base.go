@@ -75,7 +75,7 @@ func (b Bootstrap) validate() error {
 // specHash identifies the bootstrap recipe, without the mirror's state.
 func (b Bootstrap) specHash() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "bootstrap-v2\x00%s\x00%s\x00%s\x00%s\x00", b.Method, b.Suite, b.Variant, b.Arch)
+	fmt.Fprintf(h, "bootstrap-v3\x00%s\x00%s\x00%s\x00%s\x00", b.Method, b.Suite, b.Variant, b.Arch)
 	for _, l := range [][]string{b.Sources, b.Packages, b.EssentialHooks} {
 		fmt.Fprintf(h, "%d\x00%s\x00", len(l), strings.Join(l, "\x00"))
 	}
@@ -230,6 +230,9 @@ func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptio
 	args = append(args,
 		`--customize-hook=rm -f "$1/etc/resolv.conf" && install -m 644 /dev/null "$1/etc/resolv.conf"`,
 		`--customize-hook=rm -f "$1/etc/hostname" && echo localhost > "$1/etc/hostname" && chmod 644 "$1/etc/hostname"`,
+		// apt owns its partial downloads by _apt, but only when its
+		// sandbox user can reach them, which a rootless build's cannot.
+		`--customize-hook=if chroot "$1" getent passwd _apt >/dev/null; then mkdir -p "$1/var/cache/apt/archives/partial" && chroot "$1" chown _apt:root /var/cache/apt/archives/partial && chmod 700 "$1/var/cache/apt/archives/partial"; fi`,
 	)
 	// Keep the package lists: hooks install packages without another
 	// "apt-get update"; dpkg's finalise.d removes them from the image.
