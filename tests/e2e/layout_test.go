@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,18 +14,7 @@ func bootTest(t *testing.T, img string, args ...string) bootReport {
 	t.Helper()
 	report := filepath.Join(t.TempDir(), "boot.json")
 	r := runBuilder(t, withTimeout(t, 20*time.Minute), nil, append([]string{"boot-test", img, "--report", report, "--timeout", "15m"}, args...)...)
-	var rep bootReport
-	data, err := os.ReadFile(report)
-	if err != nil {
-		t.Fatalf("no boot report: %v", err)
-	}
-	if err := json.Unmarshal(data, &rep); err != nil {
-		t.Fatal(err)
-	}
-	if r.code != 0 || !rep.Passed {
-		t.Fatalf("boot test failed: %s", rep.Reason)
-	}
-	return rep
+	return readBootReport(t, report, r.code)
 }
 
 // Layouts that must boot: the default (BIOS and UEFI hybrid) under UEFI,

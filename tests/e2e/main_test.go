@@ -79,6 +79,13 @@ func runBuilder(t *testing.T, ctx context.Context, env []string, args ...string)
 	t.Helper()
 	cmd := exec.CommandContext(ctx, builderBin, args...)
 	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + os.Getenv("HOME")}, env...)
+	return runLogged(t, cmd, "builder "+strings.Join(args, " "))
+}
+
+// runLogged runs cmd, logs what it printed under label and returns its
+// exit code and output.
+func runLogged(t *testing.T, cmd *exec.Cmd, label string) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -86,9 +93,9 @@ func runBuilder(t *testing.T, ctx context.Context, env []string, args ...string)
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("running builder: %v", err)
+		t.Fatalf("running %s: %v", label, err)
 	}
-	t.Logf("builder %s -> exit %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, out.String(), errb.String())
+	t.Logf("%s -> exit %d\nstdout:\n%s\nstderr:\n%s", label, code, out.String(), errb.String())
 	return result{code: code, stdout: out.String(), stderr: errb.String()}
 }
 
