@@ -190,8 +190,8 @@ func TestTrixieBootsWithoutFailedUnits(t *testing.T) {
 		t.Fatalf("build failed (exit %d)", r.code)
 	}
 	img := filepath.Join(out, "trixie.qcow2")
-	if rel, ok := openImage(t, img).cat(t, "/etc/os-release"); !ok || !strings.Contains(rel, "trixie") {
-		t.Errorf("/etc/os-release is not trixie's:\n%s", rel)
+	if rel, ok := openImage(t, img).cat(t, "/usr/lib/os-release"); !ok || !strings.Contains(rel, "trixie") {
+		t.Errorf("/usr/lib/os-release is not trixie's:\n%s", rel)
 	}
 	rep := bootTest(t, img, "--require-cloud-init")
 	if !rep.CloudInit.Finished {
