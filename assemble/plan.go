@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 )
 
 // Assembler names the way BuildDisk writes a disk.
@@ -756,119 +754,6 @@ func checkMountPointInTree(root, mp string) error {
 		}
 		if !st.IsDir() {
 			return fmt.Errorf("mount point %s: %s is not a directory in the tree", mp, cur)
-		}
-	}
-	return nil
-}
-
-// measureSplit measures the tree once, attributing each entry to the
-// filesystem of the deepest mount point above it. Each mount point is an
-// empty directory in its parent's filesystem and the root directory of its
-// own. Hard links are counted once per filesystem (mkfs copies a link
-// that crosses filesystems as separate files).
-func measureSplit(ctx context.Context, root string, mountPoints []string) (map[string]TreeUsage, error) {
-	st, err := os.Lstat(root)
-	if err != nil {
-		return nil, fmt.Errorf("measure tree: %w", err)
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("measure tree: %s is not a directory", root)
-	}
-	usages := map[string]*TreeUsage{"/": {Dirs: 1}}
-	for _, mp := range mountPoints {
-		usages[mp] = &TreeUsage{Dirs: 1}
-	}
-	w := splitWalker{walker: walker{ctx: ctx, root: root, dev: st.Sys().(*syscall.Stat_t).Dev}, usages: usages, seen: map[*TreeUsage]map[devIno]bool{}}
-	if err := w.dir(usages["/"], root, "/"); err != nil {
-		return nil, fmt.Errorf("measure tree %s: %w", root, err)
-	}
-	out := map[string]TreeUsage{}
-	for mp, u := range usages {
-		u.Inodes = u.Files + u.Dirs + u.Symlinks + u.Others
-		out[mp] = *u
-	}
-	return out, nil
-}
-
-type splitWalker struct {
-	walker
-	usages map[string]*TreeUsage
-	seen   map[*TreeUsage]map[devIno]bool
-}
-
-func (w *splitWalker) dir(u *TreeUsage, dir, rel string) error {
-	if err := w.ctx.Err(); err != nil {
-		return err
-	}
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("%w (mkfs must read the whole tree: run as root, or in the user namespace that owns it)", err)
-	}
-	entries, err := f.ReadDir(-1)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("read directory %s: %w", dir, err)
-	}
-	nameBytes := int64(24)
-	for _, e := range entries {
-		nameBytes += 8 + (int64(len(e.Name()))+3)&^3
-	}
-	u.DirBytes += dirBlocks(nameBytes) * blockBytes
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		r := path.Join(rel, e.Name())
-		info, err := e.Info()
-		if err != nil {
-			return fmt.Errorf("stat %s: %w", p, err)
-		}
-		st := info.Sys().(*syscall.Stat_t)
-		if st.Dev != w.dev {
-			u.MountPoints = append(u.MountPoints, r)
-			w.usages["/"].MountPoints = appendUnique(w.usages["/"].MountPoints, r)
-		}
-		if child, isMount := w.usages[r]; isMount && info.IsDir() {
-			// An empty directory here; the content is the child's.
-			u.Dirs++
-			u.DirBytes += blockBytes
-			if st.Dev != w.dev {
-				continue
-			}
-			if err := w.dir(child, p, r); err != nil {
-				return err
-			}
-			continue
-		}
-		if st.Nlink > 1 && !info.IsDir() {
-			k := devIno{uint64(st.Dev), st.Ino}
-			if w.seen[u] == nil {
-				w.seen[u] = map[devIno]bool{}
-			}
-			if w.seen[u][k] {
-				u.HardLinks++
-				continue
-			}
-			w.seen[u][k] = true
-		}
-		switch mode := info.Mode(); {
-		case mode.IsDir():
-			u.Dirs++
-			if st.Dev != w.dev {
-				continue
-			}
-			if err := w.dir(u, p, r); err != nil {
-				return err
-			}
-		case mode.IsRegular():
-			u.Files++
-			u.ApparentBytes += info.Size()
-			u.DataBytes += fileBlocks(info.Size(), st.Blocks*512) * blockBytes
-		case mode&fs.ModeSymlink != 0:
-			u.Symlinks++
-			if info.Size() >= 60 {
-				u.SymlinkBytes += blockBytes
-			}
-		default:
-			u.Others++
 		}
 	}
 	return nil

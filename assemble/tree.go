@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"syscall"
 )
@@ -45,44 +46,63 @@ func (u TreeUsage) ContentBytes() int64 { return u.DataBytes + u.DirBytes + u.Sy
 // MeasureTree walks dir without following symlinks and without crossing
 // mount points, counting hard-linked inodes once (by device and inode).
 func MeasureTree(ctx context.Context, dir string) (TreeUsage, error) {
-	var u TreeUsage
-	st, err := os.Lstat(dir)
+	usages, err := measureSplit(ctx, dir, nil)
 	if err != nil {
-		return u, fmt.Errorf("measure tree: %w", err)
+		return TreeUsage{}, err
 	}
-	if !st.IsDir() {
-		return u, fmt.Errorf("measure tree: %s is not a directory", dir)
-	}
-	w := walker{ctx: ctx, root: dir, dev: st.Sys().(*syscall.Stat_t).Dev, seen: map[devIno]bool{}}
-	u.Dirs = 1
-	if err := w.dir(&u, dir); err != nil {
-		return u, fmt.Errorf("measure tree %s: %w", dir, err)
-	}
-	u.Inodes = u.Files + u.Dirs + u.Symlinks + u.Others
-	return u, nil
+	return usages["/"], nil
 }
 
 type devIno struct{ dev, ino uint64 }
 
-type walker struct {
-	ctx  context.Context
-	root string
-	dev  uint64
-	seen map[devIno]bool // only inodes with more than one link
+// measureSplit measures the tree once, attributing each entry to the
+// filesystem of the deepest mount point above it. Each mount point is an
+// empty directory in its parent's filesystem and the root directory of its
+// own. Hard links are counted once per filesystem (mkfs copies a link
+// that crosses filesystems as separate files).
+func measureSplit(ctx context.Context, root string, mountPoints []string) (map[string]TreeUsage, error) {
+	st, err := os.Lstat(root)
+	if err != nil {
+		return nil, fmt.Errorf("measure tree: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("measure tree: %s is not a directory", root)
+	}
+	usages := map[string]*TreeUsage{"/": {Dirs: 1}}
+	for _, mp := range mountPoints {
+		usages[mp] = &TreeUsage{Dirs: 1}
+	}
+	w := walker{ctx: ctx, dev: st.Sys().(*syscall.Stat_t).Dev, usages: usages, seen: map[*TreeUsage]map[devIno]bool{}}
+	if err := w.dir(usages["/"], root, "/"); err != nil {
+		return nil, fmt.Errorf("measure tree %s: %w", root, err)
+	}
+	out := map[string]TreeUsage{}
+	for mp, u := range usages {
+		u.Inodes = u.Files + u.Dirs + u.Symlinks + u.Others
+		out[mp] = *u
+	}
+	return out, nil
 }
 
-func (w *walker) dir(u *TreeUsage, path string) error {
+type walker struct {
+	ctx    context.Context
+	dev    uint64
+	usages map[string]*TreeUsage
+	seen   map[*TreeUsage]map[devIno]bool // only inodes with more than one link
+}
+
+func (w *walker) dir(u *TreeUsage, dir, rel string) error {
 	if err := w.ctx.Err(); err != nil {
 		return err
 	}
-	f, err := os.Open(path)
+	f, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("%w (mkfs.ext4 -d must read the whole tree: run as root, or in the user namespace that owns it)", err)
+		return fmt.Errorf("%w (mkfs must read the whole tree: run as root, or in the user namespace that owns it)", err)
 	}
 	entries, err := f.ReadDir(-1)
 	f.Close()
 	if err != nil {
-		return fmt.Errorf("read directory %s: %w", path, err)
+		return fmt.Errorf("read directory %s: %w", dir, err)
 	}
 	// "." and ".." are 12 bytes each; every name takes 8 bytes plus the
 	// name rounded up to 4.
@@ -91,25 +111,40 @@ func (w *walker) dir(u *TreeUsage, path string) error {
 		nameBytes += 8 + (int64(len(e.Name()))+3)&^3
 	}
 	u.DirBytes += dirBlocks(nameBytes) * blockBytes
-
 	for _, e := range entries {
-		p := filepath.Join(path, e.Name())
+		p := filepath.Join(dir, e.Name())
+		r := path.Join(rel, e.Name())
 		info, err := e.Info()
 		if err != nil {
 			return fmt.Errorf("stat %s: %w", p, err)
 		}
 		st := info.Sys().(*syscall.Stat_t)
 		if st.Dev != w.dev {
-			rel, _ := filepath.Rel(w.root, p)
-			u.MountPoints = append(u.MountPoints, "/"+rel)
+			u.MountPoints = append(u.MountPoints, r)
+			w.usages["/"].MountPoints = appendUnique(w.usages["/"].MountPoints, r)
+		}
+		if child, isMount := w.usages[r]; isMount && info.IsDir() {
+			// An empty directory here; the content is the child's.
+			u.Dirs++
+			u.DirBytes += blockBytes
+			if st.Dev != w.dev {
+				continue
+			}
+			if err := w.dir(child, p, r); err != nil {
+				return err
+			}
+			continue
 		}
 		if st.Nlink > 1 && !info.IsDir() {
 			k := devIno{uint64(st.Dev), st.Ino}
-			if w.seen[k] {
+			if w.seen[u] == nil {
+				w.seen[u] = map[devIno]bool{}
+			}
+			if w.seen[u][k] {
 				u.HardLinks++
 				continue
 			}
-			w.seen[k] = true
+			w.seen[u][k] = true
 		}
 		switch mode := info.Mode(); {
 		case mode.IsDir():
@@ -117,7 +152,7 @@ func (w *walker) dir(u *TreeUsage, path string) error {
 			if st.Dev != w.dev {
 				continue // another filesystem: counted as a mount point
 			}
-			if err := w.dir(u, p); err != nil {
+			if err := w.dir(u, p, r); err != nil {
 				return err
 			}
 		case mode.IsRegular():
