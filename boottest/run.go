@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"builder/internal/fsutil"
 )
 
 // errBootTimeout is the cause of the run context when Spec.Timeout expires,
@@ -295,7 +297,7 @@ func (r *runner) attempt(ctx context.Context, n int, accel string, probeKVM bool
 	if s.Firmware == "uefi" {
 		cfg.OVMFCode = ovmfCode
 		cfg.OVMFVars = filepath.Join(r.dir, "OVMF_VARS.fd")
-		if err := copyFile(ovmfVars, cfg.OVMFVars); err != nil {
+		if err := fsutil.CopyFile(ovmfVars, cfg.OVMFVars, 0o600); err != nil {
 			return attemptResult{}, fmt.Errorf("copying OVMF vars: %w", err)
 		}
 	}
@@ -437,21 +439,4 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n] + " [...]"
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"strings"
 
 	"builder/assemble"
+	"builder/internal/fsutil"
 	"builder/internal/progress"
 	"builder/rootfs"
 )
@@ -219,7 +219,7 @@ func writeBootFiles(root, fstab, grubCfg string, separateBoot bool) error {
 			if e.IsDir() || !(strings.HasSuffix(n, ".mod") || strings.HasSuffix(n, ".lst")) {
 				continue
 			}
-			if err := copyFile(filepath.Join(p.host, n), filepath.Join(dst, n)); err != nil {
+			if err := fsutil.CopyFile(filepath.Join(p.host, n), filepath.Join(dst, n), 0o644); err != nil {
 				return err
 			}
 		}
@@ -246,23 +246,6 @@ func dropDeviceNodes(root string) error {
 		}
 		return nil
 	})
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // bootLinks makes /boot/vmlinuz and /boot/initrd.img point at the newest

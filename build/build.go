@@ -20,6 +20,7 @@ import (
 	"builder/elements"
 	"builder/internal/cleanup"
 	"builder/internal/doctor"
+	"builder/internal/fsutil"
 	"builder/internal/progress"
 	"builder/rootfs"
 )
@@ -460,7 +461,7 @@ func stageManifests(root string, outs []output, stack *cleanup.Stack) (func() er
 		if !e.Type().IsRegular() {
 			continue
 		}
-		if err := copyFile(filepath.Join(src, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
+		if err := fsutil.CopyFile(filepath.Join(src, e.Name()), filepath.Join(tmp, e.Name()), 0o644); err != nil {
 			return nil, fmt.Errorf("manifests: %w", err)
 		}
 	}
