@@ -24,16 +24,19 @@ func RealRoot() bool {
 	}
 	// Root of an unprivileged container has the full map but not
 	// CAP_SYS_ADMIN: no mounts of block devices there.
-	return hasCapSysAdmin()
+	return CapSysAdmin("CapEff")
 }
 
-func hasCapSysAdmin() bool {
+// CapSysAdmin reports whether CAP_SYS_ADMIN is in one of this process's
+// capability sets, named as /proc/self/status does: "CapEff" (held now) or
+// "CapBnd" (what a setuid program could gain).
+func CapSysAdmin(set string) bool {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return false
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+		if v, ok := strings.CutPrefix(line, set+":"); ok {
 			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
 			return err == nil && n&(1<<21) != 0
 		}

@@ -5,7 +5,6 @@
 package doctor
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 
 	"builder/assemble"
 	"builder/boottest"
+	"builder/rootfs"
 )
 
 // Status of one check.
@@ -184,24 +184,6 @@ func storageHint() Finding {
 	return Finding{Check: "storage driver", Status: OK, Detail: "kernel overlay" + fuse + ", then vfs (each build prints the one it chose)"}
 }
 
-// capSysAdmin reports whether CAP_SYS_ADMIN is in this process's effective
-// (or, with bounding, bounding) set.
-func capSysAdmin(field string) bool {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			n, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			return err == nil && n&(1<<21) != 0
-		}
-	}
-	return false
-}
-
 // Privilege checks that builds can run: as root with CAP_SYS_ADMIN, or in a
 // user namespace with subordinate id ranges that newuidmap can map.
 func Privilege(ctx context.Context) Finding {
@@ -212,7 +194,7 @@ func Privilege(ctx context.Context) Finding {
 				Detail: fmt.Sprintf("in a user namespace with only %d uid(s) mapped: files in the image could not keep their owners", n),
 				Fix:    subidFix(currentUser())}
 		}
-		if capSysAdmin("CapEff") {
+		if rootfs.CapSysAdmin("CapEff") {
 			return Finding{Check: check, Status: OK, Detail: "root"}
 		}
 		return Finding{Check: check, Status: OK, Detail: "root without CAP_SYS_ADMIN (an unprivileged container): builds run in a user namespace over the container's ids"}
@@ -250,7 +232,7 @@ func subidFix(u *user.User) string {
 }
 
 func mappingFix() string {
-	if st, err := os.Stat("/usr/bin/newuidmap"); err == nil && st.Mode()&os.ModeSetuid != 0 && !capSysAdmin("CapBnd") {
+	if st, err := os.Stat("/usr/bin/newuidmap"); err == nil && st.Mode()&os.ModeSetuid != 0 && !rootfs.CapSysAdmin("CapBnd") {
 		// A setuid newuidmap needs CAP_SYS_ADMIN over the new namespace,
 		// which an unprivileged container's bounding set does not have.
 		return "this looks like an unprivileged container: give newuidmap and newgidmap file capabilities instead of setuid (as root in the image: chmod 0755 /usr/bin/newuidmap /usr/bin/newgidmap; setcap cap_setuid+ep /usr/bin/newuidmap; setcap cap_setgid+ep /usr/bin/newgidmap), as builder's Containerfile does"
