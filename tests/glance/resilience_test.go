@@ -12,6 +12,21 @@ import (
 	"time"
 )
 
+// publishedAndNext makes two images of gib GiB, publishes the first under
+// a new name, and returns that name, the first image's hash and the
+// second image with its hash.
+func publishedAndNext(t *testing.T, c *cloud, prefix string, gib float64) (name, h1, v2, h2 string) {
+	t.Helper()
+	dir := t.TempDir()
+	name = unique(prefix)
+	v1, h1 := makeImage(t, dir, "v1", prefix+"-1", gib, false)
+	v2, h2 = makeImage(t, dir, "v2", prefix+"-2", gib, false)
+	if r := c.publish(t, v1, "--name", name, "--no-boot-test"); r.err != nil {
+		t.Fatal(r.err)
+	}
+	return name, h1, v2, h2
+}
+
 // A corrupt image is refused before anything is created in Glance.
 func TestCorruptFileIsRefused(t *testing.T) {
 	needServices(t)
@@ -19,13 +34,7 @@ func TestCorruptFileIsRefused(t *testing.T) {
 	noauth.mu.RLock()
 	defer noauth.mu.RUnlock()
 	c := noauthCloud(t, "")
-	dir := t.TempDir()
-	name := unique("corrupt")
-	v1, h1 := makeImage(t, dir, "v1", "corrupt-1", 0.1, false)
-	v2, _ := makeImage(t, dir, "v2", "corrupt-2", 0.1, false)
-	if r := c.publish(t, v1, "--name", name, "--no-boot-test"); r.err != nil {
-		t.Fatal(r.err)
-	}
+	name, h1, v2, _ := publishedAndNext(t, c, "corrupt", 0.1)
 	// Break v2's L1 table, as a crash during the build could.
 	writeAt(t, v2, 3*65536, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 	before := c.snapshot(t, name)
@@ -48,13 +57,7 @@ func TestDamagedUploadIsRejected(t *testing.T) {
 	defer noauth.mu.RUnlock()
 	proxy := newFaultProxy(t, noauth.glanceURL)
 	c := noauthCloud(t, proxy.srv.URL)
-	dir := t.TempDir()
-	name := unique("damaged")
-	v1, h1 := makeImage(t, dir, "v1", "damaged-1", 0.1, false)
-	v2, _ := makeImage(t, dir, "v2", "damaged-2", 0.1, false)
-	if r := c.publish(t, v1, "--name", name, "--no-boot-test"); r.err != nil {
-		t.Fatal(r.err)
-	}
+	name, h1, v2, _ := publishedAndNext(t, c, "damaged", 0.1)
 	before := c.snapshot(t, name)
 	proxy.On(func(r *http.Request, _ []byte) fault {
 		if r.Method == "PUT" && strings.HasSuffix(r.URL.Path, "/file") {
@@ -82,13 +85,7 @@ func TestClientKilledDuringUpload(t *testing.T) {
 	defer noauth.mu.RUnlock()
 	proxy := newFaultProxy(t, noauth.glanceURL)
 	c := noauthCloud(t, proxy.srv.URL)
-	dir := t.TempDir()
-	name := unique("killed-client")
-	v1, h1 := makeImage(t, dir, "v1", "kc-1", 0.2, false)
-	v2, h2 := makeImage(t, dir, "v2", "kc-2", 0.2, false)
-	if r := c.publish(t, v1, "--name", name, "--no-boot-test"); r.err != nil {
-		t.Fatal(r.err)
-	}
+	name, h1, v2, h2 := publishedAndNext(t, c, "killed-client", 0.2)
 
 	proxy.On(isUpload)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
