@@ -90,6 +90,16 @@ func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 	return nil, fmt.Errorf("open container store in %s: no storage driver works here: %w", opts.Dir, errors.Join(errs...))
 }
 
+// DriverOrder names the storage drivers a store opened here would try, in
+// order (the first that works is used).
+func DriverOrder() []string {
+	var names []string
+	for _, d := range driverChoices("") {
+		names = append(names, d.label)
+	}
+	return names
+}
+
 type driverChoice struct {
 	name, label string
 	options     []string

@@ -172,16 +172,10 @@ func parent(p string) string {
 	return p[:i]
 }
 
-// storageHint says which container storage driver a build will try first;
-// the build itself reports the one it chose.
+// storageHint says which container storage drivers a build will try, in
+// order; the build itself reports the one it chose.
 func storageHint() Finding {
-	fuse := ""
-	if _, err := exec.LookPath("fuse-overlayfs"); err == nil {
-		if _, err := os.Stat("/dev/fuse"); err == nil {
-			fuse = ", then fuse-overlayfs"
-		}
-	}
-	return Finding{Check: "storage driver", Status: OK, Detail: "kernel overlay" + fuse + ", then vfs (each build prints the one it chose)"}
+	return Finding{Check: "storage driver", Status: OK, Detail: strings.Join(rootfs.DriverOrder(), ", then ") + " (each build prints the one it chose)"}
 }
 
 // Privilege checks that builds can run: as root with CAP_SYS_ADMIN, or in a
