@@ -132,7 +132,10 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	}
 	final, err := plan.runPhases(ctx, req, rep, store, base, run, &stack)
 	if err != nil {
-		return nil, keepLogs(err, run, outs)
+		return nil, keepLogs(plan.redact.Error(err), run, outs)
+	}
+	if err := checkNoSecrets(ctx, store, final, plan.secrets, filepath.Join(cache, "builder", "state")); err != nil {
+		return nil, err
 	}
 
 	res = &Result{Elements: plan.res.Names(), Image: final}
@@ -168,9 +171,10 @@ func checkSizeAgainstBase(req Request, store *rootfs.Store, base rootfs.Image) e
 	return nil
 }
 
-// runPhases runs the phases in DIB's order: root.d as cached steps, then
-// extra-data.d on every build (it fills the hooks tree from the host, and
-// that tree is part of the keys of everything after it), then the rest.
+// runPhases runs the phases in DIB's order: root.d, DIB's create_base
+// (resolv.conf kept as .ORIG), extra-data.d on every build keyed by what it
+// changed (it copies host data in, whose identity is only known then), the
+// rest as cached steps, and DIB's finalise_base after cleanup.d.
 func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporter, store *rootfs.Store, base rootfs.Image, run *runDir, stack *cleanup.Stack) (rootfs.Image, error) {
 	opts := rootfs.ChainOptions{
 		Isolation:  rootfs.Isolation(req.Isolation),
@@ -180,11 +184,16 @@ func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporte
 		NoCache:    req.NoCache,
 		DebugShell: req.DebugShell,
 		DebugOut:   req.DebugOut,
+		Warn:       func(s string) { rep.Note("warning: %s", p.redact.String(s)) },
 	}
 	early, err := p.steps(req, rep, run, base.Key, "root.d", "root.d")
 	if err != nil {
 		return rootfs.Image{}, err
 	}
+	if base.Name == "scratch" && len(early) == 0 {
+		return rootfs.Image{}, fmt.Errorf("operating-system element %s has neither a rootfs-source.yaml nor root.d hooks: nothing makes the root filesystem", p.res.OS.Name)
+	}
+	early = append(early, treeStep(rep, "create-base", "resolv.conf kept as resolv.conf.ORIG", rootfs.SaveResolvConf))
 	img, err := store.RunChain(ctx, base, early, opts)
 	if err != nil {
 		return rootfs.Image{}, err
@@ -194,7 +203,7 @@ func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporte
 		return rootfs.Image{}, err
 	}
 	if ok {
-		if err := store.RunOutsideReadOnly(ctx, img, extra); err != nil {
+		if img, err = store.RunChain(ctx, img, []rootfs.Step{extra}, opts); err != nil {
 			return rootfs.Image{}, err
 		}
 		// extra-data.d may have added hooks (DIB lists phases when they run).
@@ -202,14 +211,32 @@ func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporte
 			return rootfs.Image{}, err
 		}
 	}
-	if img.Name == "scratch" && len(early) == 0 {
-		return rootfs.Image{}, fmt.Errorf("operating-system element %s has neither a rootfs-source.yaml nor root.d hooks: nothing makes the root filesystem", p.res.OS.Name)
-	}
 	rest, err := p.steps(req, rep, run, img.Key, "pre-install.d", "cleanup.d")
 	if err != nil {
 		return rootfs.Image{}, err
 	}
+	rest = append(rest, treeStep(rep, "finalise-base", "resolv.conf, /tmp, logs", rootfs.FinaliseBase))
 	return store.RunChain(ctx, img, rest, opts)
+}
+
+// treeStep is one of builder's own edits of the tree, keyed by builder's
+// runtime (what it does is fixed code).
+func treeStep(rep *progress.Reporter, name, what string, edit func(context.Context, string) error) rootfs.Step {
+	var t *progress.Task
+	return rootfs.Step{
+		Name: name, Kind: rootfs.Tree, Identity: "runner=" + rootfs.RunnerID(), Edit: edit,
+		Begin: func() { t = rep.Phase(name, what) },
+		End: func(cached bool, err error) {
+			switch {
+			case err != nil:
+				t.Fail(err)
+			case cached:
+				t.Done("cached")
+			default:
+				t.Done("")
+			}
+		},
+	}
 }
 
 func withDefaults(req Request) Request {
@@ -278,7 +305,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 	h := stack.Push("image mount", release)
 	defer h.Release()
 
-	placeManifests, err := stageManifests(root, outs, stack)
+	placeManifests, err := stageManifests(root, plan.env["DIB_MANIFEST_IMAGE_DIR"], outs, stack)
 	if err != nil {
 		return nil, err
 	}
@@ -439,11 +466,15 @@ func layoutName(src string) string {
 	return src
 }
 
-// stageManifests copies the image's /etc/dib-manifests (DIB's manifests
-// element) beside the outputs; the returned function puts the copy in place
-// as NAME.d/dib-manifests, together with the outputs.
-func stageManifests(root string, outs []output, stack *cleanup.Stack) (func() error, error) {
-	src := filepath.Join(root, "etc", "dib-manifests")
+// stageManifests copies the image's manifest directory (DIB's manifests
+// element: /etc/dib-manifests unless DIB_MANIFEST_IMAGE_DIR says otherwise)
+// beside the outputs; the returned function puts the copy in place as
+// NAME.d/dib-manifests, together with the outputs.
+func stageManifests(root, manifestDir string, outs []output, stack *cleanup.Stack) (func() error, error) {
+	if manifestDir == "" {
+		manifestDir = "/etc/dib-manifests"
+	}
+	src := filepath.Join(root, filepath.Clean("/"+manifestDir))
 	if _, err := os.Stat(src); err != nil || len(outs) == 0 {
 		return func() error { return nil }, nil
 	}

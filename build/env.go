@@ -16,24 +16,108 @@ import (
 // directories, never the user's.
 const hostPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// passThrough are host variables a build may legitimately need (proxies for
-// the package mirror); everything else of the host stays out of hooks.
-var passThrough = []string{"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}
+// proxyVars route downloads; they reach hooks but never change what a step
+// makes, so they are not part of step keys.
+var proxyVars = []string{"http_proxy", "https_proxy", "no_proxy", "ftp_proxy", "all_proxy",
+	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "FTP_PROXY", "ALL_PROXY"}
 
-// UserEnv picks the variables of the user's environment that belong to the
-// build: DIB_* and the few other names DIB elements read.
-func UserEnv(environ []string) map[string]string {
-	keep := map[string]bool{"ELEMENTS_PATH": true, "TMP_DIR": true, "FS_TYPE": true, "ROOT_LABEL": true, "OVERWRITE_OLD_IMAGE": true, "break": true}
-	for _, p := range passThrough {
-		keep[p] = true
+// hostOnlyVars describe the caller's session, terminal or identity, not
+// the build: hooks never see them (DIB's sudo -E would pass them, but an
+// image must not depend on who built it or from which terminal).
+var hostOnlyVars = map[string]bool{
+	"TERM": true, "COLORTERM": true, "DISPLAY": true, "WAYLAND_DISPLAY": true, "XAUTHORITY": true,
+	"SSH_AUTH_SOCK": true, "SSH_AGENT_PID": true, "SSH_CLIENT": true, "SSH_CONNECTION": true, "SSH_TTY": true,
+	"GPG_AGENT_INFO": true, "DBUS_SESSION_BUS_ADDRESS": true, "SESSION_MANAGER": true, "WINDOWID": true,
+	"TMUX": true, "TMUX_PANE": true, "STY": true, "LS_COLORS": true, "PWD": true, "OLDPWD": true,
+	"SHLVL": true, "_": true, "MAIL": true, "HISTFILE": true, "HISTSIZE": true, "HISTFILESIZE": true,
+	"HISTCONTROL": true, "PS1": true, "PS2": true, "PROMPT_COMMAND": true, "INVOCATION_ID": true,
+	"JOURNAL_STREAM": true, "SYSTEMD_EXEC_PID": true, "MANAGERPID": true, "NOTIFY_SOCKET": true,
+	"LISTEN_FDS": true, "LISTEN_PID": true, "LISTEN_FDNAMES": true, "KRB5CCNAME": true,
+	"COLUMNS": true, "LINES": true, "HOME": true, "PATH": true, "TMPDIR": true, "SHELL": true,
+	"HOSTNAME": true, "USER": true, "LOGNAME": true, "EDITOR": true, "VISUAL": true, "PAGER": true,
+	"LESS": true, "LESSOPEN": true, "LESSCLOSE": true, "OLDPATH": true, "MOTD_SHOWN": true,
+}
+
+// hostOnlyPrefixes: session (XDG_*), terminal programs, sudo's own record
+// of the caller, and the state buildah's re-exec leaves in the environment.
+var hostOnlyPrefixes = []string{"XDG_", "TERM_", "SUDO_", "_CONTAINERS_", "BASH_FUNC_", "VSCODE_", "GNOME_", "KDE_"}
+
+// builderOnlyPrefixes are builder's own controls and credentials it uses
+// itself (OpenStack's OS_* for publishing, the container tools'
+// configuration), never the hooks'.
+var builderOnlyPrefixes = []string{"BUILDER_", "OS_", "CONTAINERS_", "BUILDAH_", "STORAGE_", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG"}
+
+// toolReadPrefixes name variables that programs inside the image read
+// without an element's file mentioning them (pip, git, apt...): set, they
+// are part of every step's key.
+var toolReadPrefixes = []string{"PIP_", "PYTHON", "UV_", "GIT_", "APT_", "DEBIAN_", "DEBCONF_", "DPKG_",
+	"NPM_CONFIG_", "SOURCE_DATE_EPOCH", "TZ", "SSL_CERT_", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
 	}
+	return false
+}
+
+// UserEnv picks the variables of the caller's environment that belong to
+// the build: all of them, as DIB runs hooks with sudo -E, except the
+// caller's session and terminal and builder's own controls.
+func UserEnv(environ []string) map[string]string {
 	out := map[string]string{}
 	for _, kv := range environ {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok {
+		if !ok || k == "" || !validEnvName(k) {
 			continue
 		}
-		if strings.HasPrefix(k, "DIB_") || keep[k] {
+		if hostOnlyVars[k] || hasAnyPrefix(k, hostOnlyPrefixes) || hasAnyPrefix(k, builderOnlyPrefixes) {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// validEnvName: a name a shell can read (DIB's hooks are shell scripts).
+func validEnvName(k string) bool {
+	for i, r := range k {
+		switch {
+		case r == '_', r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// secretName says whether a variable's value is a credential by its name.
+// Such values reach hooks (an element may need a token) but are redacted
+// from every log and manifest, and a build fails if one lands in the image.
+func secretName(k string) bool {
+	u := strings.ToUpper(k)
+	if strings.Contains(u, "PUBLIC") || strings.Contains(u, "AUTHORIZED") {
+		return false
+	}
+	for _, w := range []string{"PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "TOKEN", "CREDENTIAL", "PRIVATE", "API_KEY", "APIKEY", "ACCESS_KEY", "AUTH_KEY"} {
+		if strings.Contains(u, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// minSecretLen: shorter values are not treated as secrets (redacting "1"
+// everywhere would garble every log and protect nothing).
+const minSecretLen = 6
+
+// secretValues returns the values of secret-looking variables.
+func secretValues(env map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range env {
+		if secretName(k) && len(v) >= minSecretLen {
 			out[k] = v
 		}
 	}

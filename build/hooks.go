@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"builder/elements"
+	"builder/rootfs"
 )
 
 // packagesPhase is builder's own phase for -p packages, run like the others
@@ -21,6 +23,12 @@ const packagesPhase = "builder-packages.d"
 // hashTree hashes a directory's paths, modes, symlink targets and contents,
 // skipping top-level entries for which skip returns true.
 func hashTree(dir string, skip func(top string) bool) (string, error) {
+	return walkTree(dir, skip, nil)
+}
+
+// walkTree is hashTree that also hands each regular file's path (relative
+// to dir) and content to content (when not nil).
+func walkTree(dir string, skip func(top string) bool, content func(rel string, data []byte)) (string, error) {
 	h := sha256.New()
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -50,6 +58,15 @@ func hashTree(dir string, skip func(top string) bool) (string, error) {
 			}
 			fmt.Fprintf(h, "->%s\x00", t)
 		case info.Mode().IsRegular():
+			if content != nil {
+				data, err := os.ReadFile(p)
+				if err != nil {
+					return err
+				}
+				h.Write(data)
+				content(filepath.ToSlash(rel), data)
+				return nil
+			}
 			f, err := os.Open(p)
 			if err != nil {
 				return err
@@ -79,43 +96,100 @@ func otherPhase(phase string) func(top string) bool {
 	return func(top string) bool { return phaseDirs[top] && top != phase }
 }
 
-// phaseTreeHash hashes what a phase's hooks can see of the hooks tree.
-func phaseTreeHash(dir, phase string) (string, error) {
-	return hashTree(dir, otherPhase(phase))
+// phaseTreeInfo hashes what a phase's hooks can see of the hooks tree and
+// collects the shell-variable-like words in it: a hook can only read a
+// variable whose name appears in a file it can see (its script, an
+// environment.d file, a tool it calls from the tree).
+//
+// builder's own runtime in the tree is its code, not the elements': the
+// tools on the hooks' PATH read only builder's variables, and the words of
+// a $_LIB file count only for phases whose files source it (directly or
+// through another $_LIB file).
+func phaseTreeInfo(dir, phase string) (string, map[string]bool, error) {
+	libNames := runtimeLibNames()
+	idents := map[string]bool{}
+	libIdents := map[string]map[string]bool{} // $_LIB file -> its words
+	libRefs := map[string][]string{}          // $_LIB file -> $_LIB files it names
+	var used []string                         // $_LIB files the phase's own files name
+	sum, err := walkTree(dir, otherPhase(phase), func(rel string, data []byte) {
+		switch {
+		case strings.HasPrefix(rel, runtimeBinDir+"/"):
+		case strings.HasPrefix(rel, runtimeLibDir+"/"):
+			name := strings.TrimPrefix(rel, runtimeLibDir+"/")
+			words := map[string]bool{}
+			addIdents(words, data)
+			libIdents[name] = words
+			libRefs[name] = namedFiles(data, libNames)
+		default:
+			addIdents(idents, data)
+			used = append(used, namedFiles(data, libNames)...)
+		}
+	})
+	if idents["_LIB"] {
+		seen := map[string]bool{}
+		for len(used) > 0 {
+			name := used[0]
+			used = used[1:]
+			if seen[name] {
+				continue
+			}
+			seen[name] = true
+			for k := range libIdents[name] {
+				idents[k] = true
+			}
+			used = append(used, libRefs[name]...)
+		}
+	}
+	return sum, idents, err
 }
 
-// phaseMentions reports which of words appear in any file a phase's hooks
-// can see (scripts, environment.d, helpers they may source).
-func phaseMentions(dir, phase string, words []string) (map[string]bool, error) {
-	found := map[string]bool{}
-	skip := otherPhase(phase)
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		top, _, _ := strings.Cut(rel, string(filepath.Separator))
-		if rel != "." && skip(top) {
-			if d.IsDir() {
-				return filepath.SkipDir
+// runtimeLibNames lists the files of $_LIB.
+func runtimeLibNames() []string {
+	ents, _ := runtimeFS.ReadDir("runtime/lib")
+	names := []string{rootfs.RunPartsName}
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// namedFiles returns which of names appear in data as whole words (a file
+// name such as img-functions, not part of img-functions-extra).
+func namedFiles(data []byte, names []string) []string {
+	var out []string
+	isWord := func(c byte) bool {
+		return c == '_' || c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+	}
+	for _, n := range names {
+		for i := 0; ; {
+			j := bytes.Index(data[i:], []byte(n))
+			if j < 0 {
+				break
 			}
-			return nil
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		for _, w := range words {
-			if !found[w] && strings.Contains(string(data), w) {
-				found[w] = true
+			start, end := i+j, i+j+len(n)
+			if (start == 0 || !isWord(data[start-1]) || data[start-1] == '/') && (end == len(data) || !isWord(data[end])) {
+				out = append(out, n)
+				break
 			}
+			i = end
 		}
-		return nil
-	})
-	return found, err
+	}
+	return out
+}
+
+// addIdents adds every [A-Za-z_][A-Za-z0-9_]* word of data to set.
+func addIdents(set map[string]bool, data []byte) {
+	start := -1
+	for i := 0; i <= len(data); i++ {
+		word := i < len(data) && (data[i] == '_' || data[i] >= 'A' && data[i] <= 'Z' || data[i] >= 'a' && data[i] <= 'z' || start >= 0 && data[i] >= '0' && data[i] <= '9')
+		switch {
+		case word && start < 0:
+			start = i
+		case !word && start >= 0:
+			set[string(data[start:i])] = true
+			start = -1
+		}
+	}
 }
 
 // writePackageInstalls writes the resolved package list the

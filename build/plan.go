@@ -13,6 +13,7 @@ import (
 	"builder/assemble"
 	"builder/elements"
 	"builder/internal/progress"
+	"builder/internal/redact"
 	"builder/rootfs"
 )
 
@@ -22,28 +23,37 @@ type plan struct {
 	tree     *elements.Tree
 	env      map[string]string // after environment.d, on the host
 	hookEnv  map[string]string // what hooks get before environment.d
+	userVars map[string]bool   // hookEnv names that come from the caller
+	secrets  map[string]string // secret-looking caller variables: name -> value
+	redact   *redact.Redactor
 	warnings []string
 	vm       bool // the vm element: a bootable disk
 	disk     bool // an output is made from a disk image
 	aptCache string
 	baseKey  string
+	breaks   map[string]bool // DIB's break=before-PHASE,after-PHASE
 	// layout is the disk layout; bootStep gives it its identifiers.
 	layout *assemble.Layout
 }
 
-// hookEnvironment is what every hook starts from: a fixed PATH and locale,
-// the user's build variables and the variables DIB defines for hooks. The
-// host's own environment stays out.
-func hookEnvironment(req Request, res *elements.Resolution, cache string) map[string]string {
-	// DIB_* variables and proxies reach hooks; builder's own controls
-	// (TMP_DIR, OVERWRITE_OLD_IMAGE, ...) do not.
+// hookEnvironment is what every hook starts from, as DIB gives it: the
+// caller's environment (DIB runs hooks with sudo -E; the caller's session
+// and builder's own controls stay out, see UserEnv), a fixed PATH and
+// locale, and every variable DIB's runtime exports. It also returns which
+// names come from the caller: those are part of a step's key only where
+// the step's files mention them.
+func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, dibDir string) (map[string]string, map[string]bool) {
 	env := map[string]string{}
+	user := map[string]bool{}
 	for k, v := range req.Env {
-		if strings.HasPrefix(k, "DIB_") || contains(passThrough, k) {
-			env[k] = v
-		}
+		env[k] = v
+		user[k] = true
 	}
 	deb, sec := hostAptMirrors("/")
+	elementsPath := append(append([]string(nil), req.ElementsPath...), builtinDir)
+	if dibDir != "" {
+		elementsPath = append(elementsPath, dibDir)
+	}
 	set := map[string]string{
 		"PATH":            hostPath,
 		"HOME":            "/root",
@@ -52,20 +62,49 @@ func hookEnvironment(req Request, res *elements.Resolution, cache string) map[st
 		"IMAGE_NAME":      imageName(req),
 		"DIB_IMAGE_CACHE": cache,
 		"DIB_DEBUG_TRACE": fmt.Sprint(req.Trace),
-
-		"DIB_OFFLINE":                         map[bool]string{true: "1", false: ""}[req.Offline],
-		"DIB_NO_TMPFS":                        map[bool]string{true: "1", false: "0"}[req.NoTmpfs],
-		"DIB_PYTHON_VERSION":                  "3",
-		"BUILDER_USER_HOME":                   os.Getenv("HOME"),
-		"ELEMENTS_PATH":                       strings.Join(req.ElementsPath, ":"),
+		"DIB_OFFLINE":     map[bool]string{true: "1", false: ""}[req.Offline],
+		"DIB_NO_TMPFS":    map[bool]string{true: "1", false: "0"}[req.NoTmpfs],
+		"DIB_MIN_TMPFS":   "2",
+		"DIB_CHECKSUM":    map[bool]string{true: "1", false: "0"}[req.Checksum],
+		"COMPRESS_IMAGE":  map[bool]string{true: "", false: "true"}[req.Uncompressed],
+		"IMAGE_TYPE":      firstOr(req.Types, "qcow2"),
+		"FS_TYPE":         "ext4",
+		// DIB's hooks run with the interpreter that runs DIB.
+		"DIB_PYTHON_EXEC":    hostPython(),
+		"DIB_PYTHON_VERSION": "3",
+		"PS4":                "+ ${BASH_SOURCE[0]##*/}:${LINENO}: ",
+		"BUILDER_USER_HOME":  os.Getenv("HOME"),
+		"ELEMENTS_PATH":      strings.Join(elementsPath, ":"),
+		"DIB_ARGS":           strings.Join(dibArgs(req), " "),
+		"DIB_ENV":            dibEnv(req.Env),
+		// DIB exports die (export -f): hooks call it without sourcing.
+		"BASH_FUNC_die%%":                     "() {  local rc=$?;\n set +o xtrace;\n echo \"$@\";\n [ \"$rc\" -eq 0 ] && rc=1;\n exit \"$rc\"\n}",
 		"BUILDER_HOST_DEBIAN_MIRROR":          deb,
 		"BUILDER_HOST_DEBIAN_SECURITY_MIRROR": sec,
 	}
 	for k, v := range set {
 		env[k] = v
+		delete(user, k)
+	}
+	if v := req.Env["FS_TYPE"]; v != "" {
+		env["FS_TYPE"] = v
+		user["FS_TYPE"] = true
+	}
+	if _, ok := req.Env["DIB_ELEMENTS"]; !ok {
+		env["DIB_ELEMENTS"] = builtinDir
+	}
+	if req.SkipBase {
+		env["SKIP_BASE"] = "1"
+	}
+	if req.DockerTarget != "" {
+		env["DOCKER_TARGET"] = req.DockerTarget
+	}
+	if req.ImageSizeGiB > 0 {
+		env["DIB_IMAGE_SIZE"] = fmt.Sprint(req.ImageSizeGiB)
 	}
 	for k, v := range res.Env().Vars() {
 		env[k] = v
+		delete(user, k)
 	}
 	if env["DIB_DEFAULT_INSTALLTYPE"] == "" {
 		env["DIB_DEFAULT_INSTALLTYPE"] = "source"
@@ -76,7 +115,51 @@ func hookEnvironment(req Request, res *elements.Resolution, cache string) map[st
 	if sec == "" {
 		delete(env, "BUILDER_HOST_DEBIAN_SECURITY_MIRROR")
 	}
-	return env
+	return env, user
+}
+
+func firstOr(list []string, def string) string {
+	if len(list) > 0 {
+		return list[0]
+	}
+	return def
+}
+
+// hostPython is DIB_PYTHON_EXEC: the host's python3.
+func hostPython() string {
+	for _, p := range []string{"/usr/bin/python3", "/usr/local/bin/python3"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "python3"
+}
+
+// dibArgs is DIB_ARGS: the command line as given, or the elements when
+// the build was not started from one.
+func dibArgs(req Request) []string {
+	if len(req.Args) > 0 {
+		return req.Args
+	}
+	return req.Elements
+}
+
+// dibEnv is DIB_ENV: the caller's DIB_* variables as `export` prints them,
+// with secret-looking values redacted (it ends up in manifests).
+func dibEnv(env map[string]string) string {
+	var lines []string
+	for _, k := range sortedKeys(env) {
+		if !strings.HasPrefix(k, "DIB_") {
+			continue
+		}
+		v := env[k]
+		if secretName(k) {
+			v = "[REDACTED]"
+		}
+		v = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "$", `\$`, "`", "\\`").Replace(v)
+		lines = append(lines, fmt.Sprintf("declare -x %s=\"%s\"", k, v))
+	}
+	return strings.Join(lines, "\n")
 }
 
 func resolve(ctx context.Context, req Request, cache, work string) (*plan, error) {
@@ -84,7 +167,11 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 	if err != nil {
 		return nil, err
 	}
-	lib, err := elements.LoadLibrary(req.ElementsPath, builtin)
+	dibDir := req.DIBElements
+	if dibDir == "" && !req.NoDIBLibrary {
+		dibDir = elements.FindDIBLibrary()
+	}
+	lib, err := elements.LoadLibrary(req.ElementsPath, builtin, dibDir)
 	if err != nil {
 		return nil, err
 	}
@@ -100,10 +187,18 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 	if err != nil {
 		return nil, err
 	}
-	if err := rootfs.InstallRunParts(tree.Dir); err != nil {
+	if _, err := os.Stat(filepath.Join(tree.Dir, "builder")); err == nil {
+		return nil, fmt.Errorf("an element has a top-level directory named \"builder\": builder keeps its own files there in the hooks tree; rename it")
+	}
+	if err := installRuntime(tree.Dir); err != nil {
 		return nil, err
 	}
-	p := &plan{res: res, tree: tree, vm: contains(res.Names(), "vm")}
+	p := &plan{res: res, tree: tree, vm: contains(res.Names(), "vm"), breaks: req.Breaks}
+	for _, e := range res.Elements {
+		if e.Origin == elements.OriginDIB {
+			p.warnings = append(p.warnings, fmt.Sprintf("element %s comes from diskimage-builder's library (%s): builder has no own version of it", e.Name, dibDir))
+		}
+	}
 	for _, o := range res.Overrides {
 		p.warnings = append(p.warnings, o)
 	}
@@ -114,7 +209,12 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 		p.warnings = append(p.warnings, w.String())
 	}
 
-	p.hookEnv = hookEnvironment(req, res, cache)
+	p.hookEnv, p.userVars = hookEnvironment(req, res, cache, builtin, dibDir)
+	p.secrets = secretValues(req.Env)
+	p.redact = redact.New()
+	for _, v := range p.secrets {
+		p.redact.Add(v)
+	}
 	evalBase := copyEnv(p.hookEnv)
 	evalBase["TMP_HOOKS_PATH"] = tree.Dir
 	env, err := evalEnvironment(ctx, tree.EnvFiles, evalBase)
@@ -145,9 +245,6 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 	}
 	if err := tree.EnableInstallTypes(env); err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(filepath.Join(tree.Dir, "builder")); err == nil {
-		return nil, fmt.Errorf("an element has a top-level directory named \"builder\": builder keeps its own files there in the hooks tree; rename it")
 	}
 	distro, release := env["DISTRO_NAME"], env["DIB_RELEASE"]
 	if distro == "" {
@@ -359,68 +456,70 @@ func (p *plan) hookStep(req Request, rep *progress.Reporter, run *runDir, ph ele
 }
 
 func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph elements.Phase, hooks []rootfs.Hook, stable map[string]string) (rootfs.Step, error) {
-	treeHash, err := phaseTreeHash(p.tree.Dir, ph.Name)
+	treeHash, idents, err := phaseTreeInfo(p.tree.Dir, ph.Name)
 	if err != nil {
 		return rootfs.Step{}, err
 	}
-	keyEnv := copyEnv(stable)
-	// The output name and the element set are part of the key only where a
-	// file the phase's hooks can see mentions them: -o or an added element
-	// must not rebuild everything.
-	mentioned, err := phaseMentions(p.tree.Dir, ph.Name, []string{"IMAGE_NAME", "IMAGE_ELEMENT", "get_image_element_array"})
-	if err != nil {
-		return rootfs.Step{}, err
-	}
-	if !mentioned["IMAGE_NAME"] {
-		delete(keyEnv, "IMAGE_NAME")
-	}
-	if !mentioned["IMAGE_ELEMENT"] && !mentioned["get_image_element_array"] {
-		delete(keyEnv, "IMAGE_ELEMENT")
-	}
-	// Variables that shape outputs or logs, not the tree.
-	for _, k := range outputOnlyVars {
-		delete(keyEnv, k)
-	}
-	delete(keyEnv, "ELEMENTS_PATH")
-	// Element paths; IMAGE_ELEMENT has the names.
-	delete(keyEnv, "IMAGE_ELEMENT_YAML")
-	delete(keyEnv, "BASH_FUNC_get_image_element_array%%")
 	env := copyEnv(p.hookEnv)
 	var mounts []rootfs.Mount
 	var writable, readOnly []string
 	if ph.Inside {
 		env["TMP_HOOKS_PATH"] = rootfs.InTargetHooks
+		env["_LIB"] = rootfs.InTargetHooks + "/" + runtimeLibDir
+		// The image's own tools first; builder's (sudo, dib-run-parts)
+		// where the image has none.
+		env["PATH"] = hostPath + ":" + rootfs.InTargetHooks + "/" + runtimeBinDir
+		// As DIB's chroot: no host TMPDIR or virtualenv inside.
+		delete(env, "TMPDIR")
+		delete(env, "VIRTUAL_ENV")
 		if p.aptCache != "" {
 			mounts = append(mounts, rootfs.Mount{Source: p.aptCache, Destination: "/var/cache/apt/archives"})
 		}
 	} else {
 		env["TMP_HOOKS_PATH"] = p.tree.Dir
-		env["TMP_BUILD_DIR"] = run.Work
-		// As DIB: elements' bin/ tools (cache-url, ...) are on the PATH of
-		// outside hooks.
-		env["PATH"] = hostPath + ":" + filepath.Join(p.tree.Dir, "bin")
+		env["_LIB"] = filepath.Join(p.tree.Dir, runtimeLibDir)
+		// builder's sudo first (a host sudo cannot work rootless or in a
+		// container); as DIB, elements' bin/ tools (cache-url, ...) too.
+		env["PATH"] = filepath.Join(p.tree.Dir, runtimeBinDir) + ":" + hostPath + ":" + filepath.Join(p.tree.Dir, "bin")
 		// The only host paths an outside hook may write: its target, the
-		// hooks tree, a temp dir of its own and the image cache.
+		// build's work directory (the hooks tree, a temp dir of its own),
+		// and the image cache.
 		tmp := filepath.Join(run.Work, "tmp")
-		if err := os.MkdirAll(tmp, 0o700); err != nil {
-			return rootfs.Step{}, err
+		img := filepath.Join(run.Work, "image")
+		for _, d := range []string{tmp, img} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return rootfs.Step{}, err
+			}
 		}
 		env["TMPDIR"] = tmp
-		writable = []string{tmp, p.env["DIB_IMAGE_CACHE"]}
+		writable = []string{run.Work, p.env["DIB_IMAGE_CACHE"]}
+		if l := env["DIB_LOCKFILES"]; l != "" {
+			writable = append(writable, l)
+		}
 		// builder's own state in the cache (the container store) is not
 		// the hooks' to change.
 		readOnly = []string{filepath.Join(p.env["DIB_IMAGE_CACHE"], "builder")}
 	}
+	env["TMP_BUILD_DIR"] = run.Work
+	env["TMP_IMAGE_DIR"] = filepath.Join(run.Work, "image")
+	if env["DIB_LOCKFILES"] == "" {
+		env["DIB_LOCKFILES"] = filepath.Join(p.env["DIB_IMAGE_CACHE"], "lockfiles")
+	}
+
 	id := sha256.New()
 	fmt.Fprintf(id, "runner=%s\ntree=%s\n", rootfs.RunnerID(), treeHash)
-	for _, kv := range envList(keyEnv) {
+	for _, kv := range envList(p.keyEnv(stable, idents)) {
 		fmt.Fprintf(id, "%s\n", kv)
+		if os.Getenv("BUILDER_DEBUG_KEYS") != "" {
+			fmt.Fprintf(os.Stderr, "key %s %s\n", ph.Name, p.redact.String(kv))
+		}
 	}
 	var echo interface{ Write([]byte) (int, error) }
 	if req.Verbose || req.Trace > 0 {
 		echo = req.Out
 	}
-	return rootfs.PhaseStep(rootfs.PhaseRun{
+	dibName := strings.TrimSuffix(ph.Name, ".d")
+	st := rootfs.PhaseStep(rootfs.PhaseRun{
 		Phase:    ph.Name,
 		Hooks:    hooks,
 		Inside:   ph.Inside,
@@ -433,7 +532,63 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		Progress: rep,
 		Echo:     echo,
 		LogDir:   filepath.Join(run.Work, "logs"),
-	}), nil
+		Redact:   p.redact.String,
+	})
+	// After root.d the tree has the host's resolver configuration while
+	// hooks run, and outside hooks find /proc, /sys and /dev in it, as DIB
+	// sets them up in create_base.
+	st.ResolvConf = ph.Name != "root.d"
+	st.Pseudo = !ph.Inside && ph.Name != "root.d"
+	st.ContentKeyed = ph.Name == "extra-data.d"
+	st.BreakBefore = p.breaks["before-"+dibName]
+	st.BreakAfter = p.breaks["after-"+dibName]
+	return st, nil
+}
+
+// keyEnv is the part of a step's environment that can change what it
+// makes: everything builder sets except paths that differ between runs,
+// and of the caller's variables those the step's files mention (a hook
+// can only read a variable by its name) or that programs in the image read
+// on their own (pip, git, apt: see toolReadPrefixes). Proxies route
+// downloads and change nothing.
+func (p *plan) keyEnv(stable map[string]string, idents map[string]bool) map[string]string {
+	keyEnv := map[string]string{}
+	for k, v := range stable {
+		switch {
+		case contains(proxyVars, k), contains(outputOnlyVars, k), runVolatileVars[k]:
+			continue
+		case mentionGatedVars[k] || p.userVars[k]:
+			if !idents[k] && !hasAnyPrefix(k, toolReadPrefixes) {
+				continue
+			}
+			if k == "IMAGE_ELEMENT" && !idents[k] && !idents["get_image_element_array"] {
+				continue
+			}
+		}
+		keyEnv[k] = v
+	}
+	if idents["get_image_element_array"] {
+		keyEnv["IMAGE_ELEMENT"] = stable["IMAGE_ELEMENT"]
+	}
+	return keyEnv
+}
+
+// runVolatileVars differ between runs (paths of this run, of the cache,
+// of the host) without changing what hooks make.
+var runVolatileVars = map[string]bool{
+	"ELEMENTS_PATH": true, "DIB_ELEMENTS": true, "IMAGE_ELEMENT_YAML": true,
+	"BASH_FUNC_get_image_element_array%%": true, "DIB_PYTHON_EXEC": true,
+	"TMP_BUILD_DIR": true, "TMP_IMAGE_DIR": true, "TMP_HOOKS_PATH": true, "TMPDIR": true,
+	"_LIB": true, "DIB_LOCKFILES": true, "PATH": true, "BUILDER_USER_HOME": true,
+}
+
+// mentionGatedVars are builder's variables that name this run rather than
+// the image (-o, the command line, the element list): part of a step's key
+// only where its files mention them, so that another -o or an added
+// element does not rebuild everything.
+var mentionGatedVars = map[string]bool{
+	"IMAGE_NAME": true, "IMAGE_ELEMENT": true, "DIB_ARGS": true, "DIB_ENV": true,
+	"DOCKER_TARGET": true, "IMAGE_TYPE": true, "COMPRESS_IMAGE": true, "SKIP_BASE": true,
 }
 
 // outputOnlyVars are hook-visible variables that change how a build is

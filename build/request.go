@@ -47,6 +47,18 @@ type Request struct {
 	// commands from it (--debug-shell, DIB's break=after-error).
 	DebugShell io.Reader
 	DebugOut   io.Writer
+	// Breaks are DIB's break points (break=before-install,after-finalise):
+	// "before-PHASE" and "after-PHASE" with PHASE as DIB names it (root,
+	// extra-data, pre-install, install, post-install, post-root,
+	// pre-finalise, finalise, cleanup). A debug shell opens there
+	// (DebugShell must be set).
+	Breaks map[string]bool
+	// Args is the command line as given (DIB_ARGS for hooks).
+	Args []string
+	// DIBElements is diskimage-builder's element directory, searched after
+	// builder's own library; "" finds an installed DIB (NoDIBLibrary off).
+	DIBElements  string
+	NoDIBLibrary bool
 }
 
 // diskTypes are made from the assembled disk, treeTypes from the root tree;

@@ -16,9 +16,34 @@ type Element struct {
 	Name     string   // basename of realpath(dir), as DIB: a symlinked element takes the target's name
 	Dir      string   // absolute, symlinks resolved
 	Builtin  bool     // found in the embedded library rather than on ELEMENTS_PATH
+	Origin   Origin   // where it was found
 	Provides []string // element-provides, sorted
 	Deps     []string // element-deps, sorted
 	Shadows  []string // dirs of same-named elements this one overrides, in search order
+}
+
+// Origin says which part of the search path an element came from.
+type Origin int
+
+const (
+	// OriginPath: an ELEMENTS_PATH entry.
+	OriginPath Origin = iota
+	// OriginBuiltin: builder's own library, embedded in the binary.
+	OriginBuiltin
+	// OriginDIB: diskimage-builder's own library, searched last as DIB
+	// appends it, for the elements builder does not ship.
+	OriginDIB
+)
+
+func (o Origin) String() string {
+	switch o {
+	case OriginBuiltin:
+		return "builtin"
+	case OriginDIB:
+		return "diskimage-builder"
+	default:
+		return "ELEMENTS_PATH"
+	}
 }
 
 // Library is every element visible through ELEMENTS_PATH and the builtin
@@ -42,23 +67,30 @@ func (e *InvalidPathError) Error() string {
 func (e *InvalidPathError) Unwrap() error { return e.Err }
 
 // LoadLibrary scans each entry of paths (ELEMENTS_PATH order, the first entry
-// wins like $PATH), then builtinDir last (skipped when empty). An element found
-// again later is recorded in the winner's Shadows, the way DIB warns
+// wins like $PATH), then builtinDir (skipped when empty), then the fallback
+// directories (diskimage-builder's own library, when installed). An element
+// found again later is recorded in the winner's Shadows, the way DIB warns
 // "Element <a> overrides <b>".
-func LoadLibrary(paths []string, builtinDir string) (*Library, error) {
+func LoadLibrary(paths []string, builtinDir string, fallback ...string) (*Library, error) {
 	l := &Library{elements: map[string]*Element{}}
 	type source struct {
-		dir     string
-		builtin bool
+		dir    string
+		origin Origin
 	}
 	var sources []source
 	for _, p := range paths {
-		sources = append(sources, source{p, false})
+		sources = append(sources, source{p, OriginPath})
 		l.searched = append(l.searched, p)
 	}
 	if builtinDir != "" {
-		sources = append(sources, source{builtinDir, true})
+		sources = append(sources, source{builtinDir, OriginBuiltin})
 		l.searched = append(l.searched, "builtin")
+	}
+	for _, f := range fallback {
+		if f != "" {
+			sources = append(sources, source{f, OriginDIB})
+			l.searched = append(l.searched, f)
+		}
 	}
 	for _, s := range sources {
 		found, err := scanElementsDir(s.dir)
@@ -67,13 +99,19 @@ func LoadLibrary(paths []string, builtinDir string) (*Library, error) {
 		}
 		for _, e := range found {
 			if prev, ok := l.elements[e.Name]; ok {
-				// The same directory twice (a:a) overrides nothing.
+				// The same directory twice (a:a) overrides nothing; that
+				// builder's own version of an element wins over DIB's is
+				// the point of shipping it, not news.
+				if s.origin == OriginDIB && prev.Origin == OriginBuiltin {
+					continue
+				}
 				if e.Dir != prev.Dir && !slices.Contains(prev.Shadows, e.Dir) {
 					prev.Shadows = append(prev.Shadows, e.Dir)
 				}
 				continue
 			}
-			e.Builtin = s.builtin
+			e.Origin = s.origin
+			e.Builtin = s.origin == OriginBuiltin
 			l.elements[e.Name] = e
 		}
 	}

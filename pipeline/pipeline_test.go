@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"builder/internal/redact"
 	"context"
 	"errors"
 	"os"
@@ -198,7 +199,7 @@ func TestStopOnFailure(t *testing.T) {
 func TestOneCloudFails(t *testing.T) {
 	f := load(t, "images:\n  - name: a\n    elements: [x]\n    boot_test: false\n    publish: {clouds: [env, prod]}\n")
 	fk := &fakes{failCloud: "env"}
-	red := publish.NewRedactor()
+	red := redact.New()
 	sum, err := Run(context.Background(), f, Options{ImageCache: t.TempDir(), Steps: fk.steps(), Redact: red, Environ: []string{"OS_PASSWORD=hunter2"}})
 	if err == nil || sum.Images[0].Publish != "FAILED 1/2" || len(fk.published) != 2 {
 		t.Fatalf("err %v summary %+v published %v", err, sum.Images[0], fk.published)

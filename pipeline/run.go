@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"builder/internal/redact"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ type Options struct {
 	// redacting (see publish.Redactor); Run adds the clouds' secrets to
 	// Redact as it learns them.
 	Out    io.Writer
-	Redact *publish.Redactor
+	Redact *redact.Redactor
 	// Steps replaces the real build, boot test, inspection or cloud
 	// connection (unit tests); nil fields mean the real ones.
 	Steps Steps
@@ -139,7 +140,7 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 		o.Out = io.Discard
 	}
 	if o.Redact == nil {
-		o.Redact = publish.NewRedactor()
+		o.Redact = redact.New()
 	}
 	steps := o.Steps.withDefaults()
 	env := publish.EnvMap(o.Environ)

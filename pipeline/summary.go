@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"builder/internal/redact"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,7 +10,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"builder/publish"
 )
 
 // WriteTable prints the summary: one line per image, then the reason of
@@ -48,7 +48,7 @@ func (s *Summary) WriteTable(w io.Writer) {
 }
 
 // WriteJSON writes the summary as JSON to path, without secrets.
-func (s *Summary) WriteJSON(path string, red *publish.Redactor) error {
+func (s *Summary) WriteJSON(path string, red *redact.Redactor) error {
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return err

@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"builder/internal/redact"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -29,7 +30,7 @@ type Credentials struct {
 	// Redact, when set, learns the secrets Connect finds (passwords and
 	// tokens of the environment or clouds.yaml, the session's token), so
 	// that writers already wrapped with it stay clean. nil: a new one.
-	Redact *Redactor
+	Redact *redact.Redactor
 }
 
 // EnvMap turns KEY=VALUE pairs (os.Environ()) into a map.
@@ -53,7 +54,7 @@ type Cloud struct {
 	// Glance records no owner.
 	Project string
 	// Redact removes this cloud's secrets from text.
-	Redact *Redactor
+	Redact *redact.Redactor
 
 	image      *gophercloud.ServiceClient
 	provider   *gophercloud.ProviderClient
@@ -75,7 +76,7 @@ func Connect(ctx context.Context, cr Credentials) (*Cloud, error) {
 	}
 	red := cr.Redact
 	if red == nil {
-		red = NewRedactor()
+		red = redact.New()
 	}
 	red.Add(env["OS_PASSWORD"], env["OS_TOKEN"], env["OS_AUTH_TOKEN"], env["OS_APPLICATION_CREDENTIAL_SECRET"])
 	c, err := connect(ctx, cr, env, name, red)
@@ -91,7 +92,7 @@ func Connect(ctx context.Context, cr Credentials) (*Cloud, error) {
 	return c, nil
 }
 
-func connect(ctx context.Context, cr Credentials, env map[string]string, cloudName string, red *Redactor) (*Cloud, error) {
+func connect(ctx context.Context, cr Credentials, env map[string]string, cloudName string, red *redact.Redactor) (*Cloud, error) {
 	if cloudName != "" {
 		return connectCloudsYAML(ctx, env, cloudName, red)
 	}
@@ -164,7 +165,7 @@ func connect(ctx context.Context, cr Credentials, env map[string]string, cloudNa
 	return keystoneClient(ctx, ao, eo, hc, imageURL, label, "check the OS_* variables (source the right openrc)")
 }
 
-func connectCloudsYAML(ctx context.Context, env map[string]string, name string, red *Redactor) (*Cloud, error) {
+func connectCloudsYAML(ctx context.Context, env map[string]string, name string, red *redact.Redactor) (*Cloud, error) {
 	opts := []clouds.ParseOption{clouds.WithCloudName(name)}
 	if f := env["OS_CLIENT_CONFIG_FILE"]; f != "" {
 		opts = append(opts, clouds.WithLocations(f))

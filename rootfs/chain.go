@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -62,6 +64,22 @@ type Step struct {
 	// ReadOnly are paths inside Writable ones that stay read-only.
 	ReadOnly []string
 	Edit     func(ctx context.Context, root string) error // Tree only
+	// ContentKeyed steps run on every build and are keyed by what they
+	// changed, not by what they are: DIB's extra-data.d copies host data
+	// whose identity is only known once it has been copied. An unchanged
+	// result keeps every later step cached.
+	ContentKeyed bool
+	// ResolvConf: the tree's /etc/resolv.conf holds the host's resolver
+	// configuration while the step runs, as DIB arranges after root.d; what
+	// the step leaves there is discarded unless it made it a symlink.
+	ResolvConf bool
+	// Pseudo: an Outside command finds /proc, /sys and /dev mounted in
+	// the target, as DIB mounts them after root.d.
+	Pseudo bool
+	// BreakBefore and BreakAfter open a debug shell before and after the
+	// command (DIB's break=before-PHASE, after-PHASE); the step then never
+	// comes from or goes to the shared cache under its normal key.
+	BreakBefore, BreakAfter bool
 	// Output receives the command's combined stdout and stderr.
 	Output io.Writer
 	// Wrap turns a failure into a more useful error (which hook failed).
@@ -70,12 +88,20 @@ type Step struct {
 	// when the step was found in the cache and did not run.
 	Begin func()
 	End   func(cached bool, err error)
+
+	// carried are the bind mounts earlier outside hooks made into the
+	// tree, set by RunChain.
+	carried []Mount
 }
 
 // Image is a committed image and the cache key it was stored under.
 type Image struct {
 	Name string
 	Key  string
+	// Mounts are bind mounts outside hooks made into the tree (DIB's
+	// pip-cache mounts a host cache at /tmp/pip): every later step sees
+	// them, and their content is never part of a layer.
+	Mounts []Mount
 }
 
 // ChainOptions are the settings shared by all steps of a build.
@@ -92,9 +118,13 @@ type ChainOptions struct {
 	// before its container is deleted (DIB's break=after-error): in the
 	// container for inside steps, on the host in the hook sandbox with
 	// TARGET_ROOT for outside ones. It reads commands from DebugShell.
+	// Steps with BreakBefore or BreakAfter use it too.
 	DebugShell io.Reader
 	// DebugOut receives the shell's output.
 	DebugOut io.Writer
+	// Warn receives notes about the build that are not errors (a mount a
+	// hook made that cannot be carried to later phases).
+	Warn func(string)
 }
 
 // StepKey chains a step's identity onto its parent's key.
@@ -109,6 +139,10 @@ func CacheImageName(key string) string {
 	return "localhost/builder/step:" + key[:40]
 }
 
+// mountsBigData is the image metadata key that holds the mounts a step
+// left in the tree, so a cached step restores them for the ones after it.
+const mountsBigData = "builder-mounts"
+
 // RunChain runs steps in order on top of base. A step whose key already has
 // an image is skipped, so an unchanged build is a series of lookups and a
 // change late in the chain re-runs only the steps from there on.
@@ -118,73 +152,64 @@ func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainO
 		if err := ctx.Err(); err != nil {
 			return Image{}, err
 		}
-		key := StepKey(cur.Key, st)
-		name := CacheImageName(key)
+		st.carried = liveMounts(cur.Mounts, o.Warn)
+		if st.BreakBefore || st.BreakAfter {
+			// A debug shell may change the tree: keep that out of the cache.
+			st.Identity += "\x00break-" + o.RunID
+		}
 		if st.Begin != nil {
 			st.Begin()
 		}
-		if !o.NoCache && s.HasImage(name) {
-			if st.End != nil {
-				st.End(true, nil)
-			}
-			cur = Image{Name: name, Key: key}
-			continue
-		}
-		err := s.runStep(ctx, cur, st, name, i, o)
+		next, cached, err := s.runOne(ctx, cur, st, i, o)
 		if st.End != nil {
-			st.End(false, err)
+			st.End(cached, err)
 		}
 		if err != nil {
 			return Image{}, err
 		}
-		cur = Image{Name: name, Key: key}
+		cur = next
 	}
 	return cur, nil
 }
 
-// RunOutsideReadOnly runs an Outside step's command against a read-only
-// mount of img and commits nothing: DIB's extra-data.d, which fills the
-// hooks tree from the host and must run on every build, since the tree it
-// leaves is part of every later step's key.
-func (s *Store) RunOutsideReadOnly(ctx context.Context, img Image, st Step) error {
-	out := st.Output
-	if out == nil {
-		out = io.Discard
+func (s *Store) runOne(ctx context.Context, cur Image, st Step, idx int, o ChainOptions) (Image, bool, error) {
+	if st.ContentKeyed {
+		return s.runStep(ctx, cur, st, idx, o)
 	}
-	var root string
-	if img.Name == "scratch" {
-		empty, err := os.MkdirTemp("", "builder-empty-root-")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(empty)
-		root = empty
-	} else {
-		p, release, err := s.MountImage(img.Name)
-		if err != nil {
-			return fmt.Errorf("step %s: %w", st.Name, err)
-		}
-		defer release()
-		root = p
+	key := StepKey(cur.Key, st)
+	name := CacheImageName(key)
+	if !o.NoCache && s.HasImage(name) {
+		return Image{Name: name, Key: key, Mounts: s.imageMounts(name)}, true, nil
 	}
-	if st.Begin != nil {
-		st.Begin()
-	}
-	err := runOutside(ctx, st, root, out)
-	if err != nil && st.Wrap != nil {
-		err = st.Wrap(err)
-	}
-	if st.End != nil {
-		st.End(false, err)
-	}
-	return err
+	return s.runStep(ctx, cur, st, idx, o)
 }
 
-func (s *Store) runStep(ctx context.Context, from Image, st Step, commitAs string, idx int, o ChainOptions) (err error) {
-	cname := fmt.Sprintf("builder-%s-%02d-%s", o.RunID, idx, sanitize(st.Name))
-	c, err := s.NewContainer(ctx, from.Name, cname, o.Isolation, o.Runtime)
+// imageMounts reads the mounts a committed step left in the tree.
+func (s *Store) imageMounts(name string) []Mount {
+	img, err := s.st.Image(name)
 	if err != nil {
-		return fmt.Errorf("step %s: %w", st.Name, err)
+		return nil
+	}
+	data, err := s.st.ImageBigData(img.ID, mountsBigData)
+	if err != nil {
+		return nil
+	}
+	var ms []Mount
+	if json.Unmarshal(data, &ms) != nil {
+		return nil
+	}
+	return ms
+}
+
+// runStep runs one step in a new container from `from` and commits the
+// result. A content-keyed step is named only after it ran, from what it
+// changed; when that result is already stored (or nothing changed) the
+// container is dropped and the stored image is used.
+func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o ChainOptions) (res Image, cached bool, err error) {
+	cname := fmt.Sprintf("builder-%s-%02d-%s", o.RunID, idx, sanitize(st.Name))
+	c, err := s.NewContainer(ctx, from.Name, cname, o.Isolation, o.Runtime, st.ResolvConf)
+	if err != nil {
+		return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
 	}
 	var h cleanup.Handle
 	if o.Cleanup != nil {
@@ -192,7 +217,7 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, commitAs strin
 	}
 	defer func() {
 		if err != nil && o.DebugShell != nil && ctx.Err() == nil {
-			debugShell(ctx, c, st, o)
+			debugShell(ctx, c, st, o, "the failure of "+st.Name)
 		}
 		if o.Cleanup != nil {
 			if rerr := h.Release(); rerr != nil && err == nil {
@@ -207,45 +232,137 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, commitAs strin
 	if out == nil {
 		out = io.Discard
 	}
+	root, err := c.Mount()
+	if err != nil {
+		return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
+	}
+	if st.ResolvConf {
+		if err = fillResolvConf(root); err != nil {
+			return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
+		}
+	}
+	if st.BreakBefore && o.DebugShell != nil {
+		debugShell(ctx, c, st, o, "break=before-"+st.Name)
+	}
+	mounts := st.carried
 	switch st.Kind {
 	case Inside:
-		err = c.Run(ctx, RunSpec{Command: st.Command, Env: st.Env, Mounts: st.Mounts, Stdout: out, Stderr: out})
+		spec := RunSpec{Command: st.Command, Env: st.Env, Mounts: withCarried(st.Mounts, st.carried), Stdout: out, Stderr: out}
+		err = c.Run(ctx, spec)
 	case Outside:
-		var root string
-		if root, err = c.Mount(); err == nil {
-			err = runOutside(ctx, st, root, out)
+		var got []mountEntry
+		got, err = runOutsideCapture(ctx, st, root, out, nil)
+		if err == nil {
+			var notes []string
+			mounts, notes = carriedMounts(got, root, st.Pseudo)
+			for _, n := range notes {
+				if o.Warn != nil {
+					o.Warn(fmt.Sprintf("step %s: %s", st.Name, n))
+				}
+			}
 		}
 	case Tree:
-		var root string
-		if root, err = c.Mount(); err == nil {
-			err = st.Edit(ctx, root)
-		}
+		err = st.Edit(ctx, root)
 	}
 	if err != nil {
 		if st.Wrap != nil {
 			err = st.Wrap(err)
 		}
-		return err
+		return Image{}, false, err
 	}
-	if _, err = c.Commit(ctx, commitAs); err != nil {
-		return fmt.Errorf("step %s: %w", st.Name, err)
+	if st.BreakAfter && o.DebugShell != nil {
+		debugShell(ctx, c, st, o, "break=after-"+st.Name)
 	}
-	return nil
+	if st.ResolvConf {
+		if err = emptyResolvConf(root); err != nil {
+			return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
+		}
+	}
+
+	key := StepKey(from.Key, st)
+	if st.ContentKeyed {
+		digest, changed, derr := s.changesDigest(c, from.Name, root)
+		if derr != nil {
+			return Image{}, false, fmt.Errorf("step %s: %w", st.Name, derr)
+		}
+		key = contentKey(key, digest)
+		if !changed {
+			// Nothing in the tree changed: later steps build on the same
+			// image, under a key that says this step ran.
+			return Image{Name: from.Name, Key: key, Mounts: mounts}, false, nil
+		}
+		if name := CacheImageName(key); !o.NoCache && s.HasImage(name) {
+			return Image{Name: name, Key: key, Mounts: s.imageMounts(name)}, true, nil
+		}
+	}
+	name := CacheImageName(key)
+	id, err := c.Commit(ctx, name)
+	if err != nil {
+		return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
+	}
+	if len(mounts) > 0 {
+		data, _ := json.Marshal(mounts)
+		if err = s.st.SetImageBigData(id, mountsBigData, data, nil); err != nil {
+			return Image{}, false, fmt.Errorf("step %s: record its mounts: %w", st.Name, err)
+		}
+	}
+	return Image{Name: name, Key: key, Mounts: mounts}, false, nil
+}
+
+// contentKey names a content-keyed step's result.
+func contentKey(stepKey, digest string) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "builder-content-v1\x00%s\x00%s", stepKey, digest)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// liveMounts drops carried mounts whose source is gone (a cached step
+// recorded a mount of a directory an earlier build had and this one lacks).
+func liveMounts(ms []Mount, warn func(string)) []Mount {
+	var out []Mount
+	for _, m := range ms {
+		if _, err := os.Stat(m.Source); err != nil {
+			if warn != nil {
+				warn(fmt.Sprintf("the mount of %s at %s an earlier hook made is not restored: %v", m.Source, m.Destination, err))
+			}
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// withCarried adds the carried mounts to an inside command's own, unless
+// the command already mounts something at that place.
+func withCarried(own, carried []Mount) []Mount {
+	out := append([]Mount(nil), own...)
+	for _, m := range carried {
+		taken := false
+		for _, o := range own {
+			if o.Destination == m.Destination {
+				taken = true
+			}
+		}
+		if !taken {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // debugShell runs an interactive shell where st failed. Its own exit status
 // does not matter: the build fails as it would have.
-func debugShell(ctx context.Context, c *Container, st Step, o ChainOptions) {
+func debugShell(ctx context.Context, c *Container, st Step, o ChainOptions, at string) {
 	out := o.DebugOut
 	if out == nil {
 		out = os.Stderr
 	}
-	fmt.Fprintf(out, "builder: debug shell after the failure of %s (exit the shell to clean up)\n", st.Name)
+	fmt.Fprintf(out, "builder: debug shell at %s (exit the shell to go on)\n", at)
 	shell := []string{"/bin/bash", "-i"}
 	switch st.Kind {
 	case Inside:
 		env := append(append([]string(nil), st.Env...), "PS1=[builder debug "+st.Name+"] \\w# ")
-		_ = c.Run(ctx, RunSpec{Command: shell, Env: env, Mounts: st.Mounts, Stdin: o.DebugShell, Stdout: out, Stderr: out})
+		_ = c.Run(ctx, RunSpec{Command: shell, Env: env, Mounts: withCarried(st.Mounts, st.carried), Stdin: o.DebugShell, Stdout: out, Stderr: out})
 	case Outside:
 		root, err := c.Mount()
 		if err != nil {
@@ -255,21 +372,20 @@ func debugShell(ctx context.Context, c *Container, st Step, o ChainOptions) {
 		sh := st
 		sh.Command = shell
 		sh.Env = append(append([]string(nil), st.Env...), "PS1=[builder debug "+st.Name+" outside] \\w# ")
-		_ = runOutsideIO(ctx, sh, root, out, o.DebugShell)
+		_, _ = runOutsideCapture(ctx, sh, root, out, o.DebugShell)
 	default:
 		fmt.Fprintf(out, "builder: no debug shell for builder's own step %s\n", st.Name)
 	}
 }
 
-// runOutside runs an outside hook command on the host in its own process
-// group, so cancellation reaches every process it started.
-func runOutside(ctx context.Context, st Step, root string, out io.Writer) error {
-	return runOutsideIO(ctx, st, root, out, nil)
-}
-
-func runOutsideIO(ctx context.Context, st Step, root string, out io.Writer, stdin io.Reader) error {
+// runOutsideCapture runs an outside hook command on the host, in its own
+// mount namespace (read-only host, see outside.sh) and its own process
+// group, so cancellation reaches every process it started. It returns the
+// namespace's mount table as the command left it, to find the mounts the
+// hooks made into the target.
+func runOutsideCapture(ctx context.Context, st Step, root string, out io.Writer, stdin io.Reader) ([]mountEntry, error) {
 	if len(st.Command) == 0 {
-		return errors.New("outside step without a command")
+		return nil, errors.New("outside step without a command")
 	}
 	// The hook sees the host read-only except its target, the hooks tree
 	// and the paths the step names (a private temp dir, the image cache).
@@ -280,28 +396,50 @@ func runOutsideIO(ctx context.Context, st Step, root string, out io.Writer, stdi
 	for _, r := range st.ReadOnly {
 		args = append(args, "-r", r)
 	}
-	args = append(args, "--")
+	if st.Pseudo {
+		args = append(args, "-p", root)
+	}
+	for _, m := range st.carried {
+		args = append(args, "-b", m.Source, filepath.Join(root, m.Destination))
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	args = append(args, "-M", "--")
 	args = append(args, st.Command...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(append([]string(nil), st.Env...), "TARGET_ROOT="+root, "TMP_MOUNT_PATH="+root)
 	cmd.Dir = st.Dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Stdin = stdin
+	cmd.ExtraFiles = []*os.File{pw} // fd 3: the mount table at the end
 	// Its own process group, so cancellation reaches all it started; not
 	// for an interactive shell, which must stay in the terminal's group.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: stdin == nil, Unshareflags: syscall.CLONE_NEWNS}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", st.Command[0], err)
+		pw.Close()
+		return nil, fmt.Errorf("start %s: %w", st.Command[0], err)
 	}
+	pw.Close()
+	table := make(chan []byte, 1)
+	go func() {
+		data, _ := io.ReadAll(pr)
+		table <- data
+	}()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return &ExitError{Code: ee.ExitCode()}
+			return nil, &ExitError{Code: ee.ExitCode()}
 		}
-		return err
+		if err != nil {
+			return nil, err
+		}
+		return parseMountInfo(<-table), nil
 	case <-ctx.Done():
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		_ = cmd.Process.Signal(syscall.SIGTERM)
@@ -312,7 +450,7 @@ func runOutsideIO(ctx context.Context, st Step, root string, out io.Writer, stdi
 			_ = cmd.Process.Kill()
 			<-done
 		}
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 }
 

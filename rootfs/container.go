@@ -51,9 +51,15 @@ type Container struct {
 }
 
 // NewContainer creates a working container from image (or "scratch").
-func (s *Store) NewContainer(ctx context.Context, image, name string, iso Isolation, runtime string) (*Container, error) {
+// With ownResolvConf the container's /etc/resolv.conf is the tree's own
+// file (builder fills it as DIB does); otherwise buildah mounts the host's.
+func (s *Store) NewContainer(ctx context.Context, image, name string, iso Isolation, runtime string, ownResolvConf bool) (*Container, error) {
 	if iso == "" {
 		iso = IsolationChroot
+	}
+	opts := &define.CommonBuildOptions{Ulimit: hardLimits()}
+	if ownResolvConf {
+		opts.DNSServers = []string{"none"}
 	}
 	b, err := buildah.NewBuilder(ctx, s.st, buildah.BuilderOptions{
 		FromImage:        image,
@@ -65,7 +71,7 @@ func (s *Store) NewContainer(ctx context.Context, image, name string, iso Isolat
 		NetworkInterface: hostNetworkOnly{},
 		SystemContext:    s.sc,
 		Capabilities:     defaultCapabilities,
-		CommonBuildOpts:  &define.CommonBuildOptions{Ulimit: hardLimits()},
+		CommonBuildOpts:  opts,
 		Format:           define.OCIv1ImageManifest,
 	})
 	if err != nil {

@@ -85,13 +85,16 @@ type PhaseRun struct {
 	Echo io.Writer
 	// LogDir receives one log file per hook.
 	LogDir string
+	// Redact, when set, removes secrets from every line of hook output
+	// before it is shown, logged or kept for an error message.
+	Redact func(string) string
 }
 
 // PhaseStep makes the Step that runs a phase's hooks through dib-run-parts,
 // reporting one progress line per hook and naming the failing hook.
 func PhaseStep(p PhaseRun) Step {
 	mark := newMark()
-	out := &hookOutput{mark: mark, phase: p.Phase, echo: p.Echo, logDir: p.LogDir, elements: map[string]string{}}
+	out := &hookOutput{mark: mark, phase: p.Phase, echo: p.Echo, logDir: p.LogDir, elements: map[string]string{}, redact: p.Redact}
 	for _, h := range p.Hooks {
 		out.elements[h.Name] = h.Element
 	}
@@ -170,6 +173,7 @@ type hookOutput struct {
 	echo     io.Writer
 	logDir   string
 	elements map[string]string
+	redact   func(string) string
 	task     *progress.Task
 	current  string
 	sub      *progress.Task
@@ -216,6 +220,9 @@ func (o *hookOutput) line(l string) {
 	}
 	if l == "" && o.current == "" {
 		return
+	}
+	if o.redact != nil {
+		l = o.redact(l)
 	}
 	o.lines = append(o.lines, l)
 	if len(o.lines) > tailLines {

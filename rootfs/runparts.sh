@@ -8,6 +8,8 @@ set -o pipefail
 dir=${1:?usage: dib-run-parts DIR [SCRIPT...]}
 shift
 mark=${BUILDER_HOOK_MARK:-}
+# Only builder's own run marks its hooks: a hook's own dib-run-parts must not.
+unset BUILDER_HOOK_MARK
 say() {
     if [ -n "$mark" ]; then
         printf '\n%s %s\n' "$mark" "$*"

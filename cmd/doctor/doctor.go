@@ -14,6 +14,7 @@ import (
 
 	"builder/boottest"
 	"builder/build"
+	"builder/elements"
 	"builder/internal/doctor"
 )
 
@@ -50,6 +51,16 @@ builder image runs the checks a build needs first, with the same words.`,
 	return cmd
 }
 
+// dibLibrary says whether diskimage-builder's own elements are there to
+// fall back on (for elements builder does not ship).
+func dibLibrary(dir string) doctor.Finding {
+	if dir == "" {
+		return doctor.Finding{Check: "DIB element library", Status: doctor.OK,
+			Detail: "not installed: elements come from ELEMENTS_PATH and builder's own library only (apt-get install python3-diskimage-builder, or pip install diskimage-builder, adds DIB's as a fallback)"}
+	}
+	return doctor.Finding{Check: "DIB element library", Status: doctor.OK, Detail: dir + " (searched after builder's own library)"}
+}
+
 // Run prints every finding and fails when one failed.
 func Run(ctx context.Context, o *Options) error {
 	cache := o.ImageCache
@@ -68,6 +79,7 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	fs := doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: tmp, BootCacheDir: boottest.DefaultCacheDir(),
 		Build: true, Bootstrap: true, VM: true, Boot: true, MinFreeBytes: 2 << 30})
+	fs = append(fs, dibLibrary(elements.FindDIBLibrary()))
 	w := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
 	failed := false
 	for _, f := range fs {

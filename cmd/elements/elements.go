@@ -36,7 +36,7 @@ func (o *Options) library() (*elements.Library, error) {
 	if err != nil {
 		return nil, err
 	}
-	return elements.LoadLibrary(o.ElementsPath, builtin)
+	return elements.LoadLibrary(o.ElementsPath, builtin, elements.FindDIBLibrary())
 }
 
 // NewCmdElements returns `builder elements` with its subcommands.
@@ -44,7 +44,7 @@ func NewCmdElements() *cobra.Command {
 	opts := &Options{}
 	cmd := &cobra.Command{
 		Use:   "elements",
-		Short: "List, show and resolve elements (ELEMENTS_PATH, then the built-in library)",
+		Short: "List, show and resolve elements (ELEMENTS_PATH, the built-in library, then diskimage-builder's if installed)",
 	}
 	cmd.PersistentFlags().StringVar(&opts.ImageCache, "image-cache", os.Getenv("DIB_IMAGE_CACHE"), "cache directory")
 	setup := func(c *cobra.Command) {
@@ -102,13 +102,22 @@ func List(o *Options) error {
 	tw := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tPROVIDES\tFROM\tOVERRIDES")
 	for _, e := range lib.All() {
-		from := e.Dir
-		if e.Builtin {
-			from = "built-in"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, strings.Join(e.Provides, ","), from, strings.Join(e.Shadows, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.Name, strings.Join(e.Provides, ","), from(e), strings.Join(e.Shadows, ","))
 	}
 	return tw.Flush()
+}
+
+// from says where an element comes from: "built-in", "diskimage-builder"
+// (its own library, used for what builder does not ship) or the
+// ELEMENTS_PATH directory.
+func from(e *elements.Element) string {
+	switch e.Origin {
+	case elements.OriginBuiltin:
+		return "built-in"
+	case elements.OriginDIB:
+		return "diskimage-builder"
+	}
+	return filepath.Dir(e.Dir)
 }
 
 // Show prints an element's README and the files it holds.
@@ -121,11 +130,7 @@ func Show(o *Options, name string) error {
 	if !ok {
 		return fmt.Errorf("element %q not found (see `builder elements list`)", name)
 	}
-	from := e.Dir
-	if e.Builtin {
-		from = "built-in (" + e.Dir + ")"
-	}
-	fmt.Fprintf(o.Out, "element %s\nfrom      %s\n", e.Name, from)
+	fmt.Fprintf(o.Out, "element %s\nfrom      %s (%s)\n", e.Name, from(e), e.Dir)
 	if len(e.Deps) > 0 {
 		fmt.Fprintf(o.Out, "deps      %s\n", strings.Join(e.Deps, " "))
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -44,6 +45,8 @@ type Options struct {
 	Verbose      bool
 	DebugShell   bool
 	In           io.Reader
+	// Args is the command line after "image" (DIB_ARGS for hooks).
+	Args []string
 }
 
 // NewCmdImage returns the command; run replaces Run in tests.
@@ -63,6 +66,9 @@ DIB_IMAGE_SIZE, DIB_IMAGE_EXTRA_SIZE (MB), DIB_CHECKSUM, TMP_DIR, ELEMENTS_PATH.
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.Elements = args
+			if len(os.Args) > 2 && opts.Args == nil {
+				opts.Args = os.Args[2:]
+			}
 			opts.Out = cmd.OutOrStdout()
 			opts.Err = cmd.ErrOrStderr()
 			opts.In = cmd.InOrStdin()
@@ -132,6 +138,7 @@ func (o *Options) Request() (build.Request, error) {
 		NoCache:      o.NoCache,
 		Verbose:      o.Verbose,
 		Out:          o.Out,
+		Args:         o.Args,
 	}
 	if len(o.Elements) == 0 {
 		return req, &UsageError{errors.New("no elements given: name an operating system and vm, e.g. `builder image debian vm`")}
@@ -176,15 +183,19 @@ func (o *Options) Request() (build.Request, error) {
 			}
 		}
 	}
-	// DIB's break=after-error (a comma list; other breaks are not offered).
-	for _, b := range strings.Split(env["break"], ",") {
-		switch strings.TrimSpace(b) {
-		case "":
-		case "after-error":
-			o.DebugShell = true
-		default:
-			fmt.Fprintf(o.Err, "builder: break=%s is not supported (only after-error); ignored\n", b)
-		}
+	// DIB's break points (a comma list): after-error, before-PHASE,
+	// after-PHASE.
+	breaks, err := parseBreaks(env["break"])
+	if err != nil {
+		return req, &UsageError{err}
+	}
+	if breaks["after-error"] {
+		o.DebugShell = true
+		delete(breaks, "after-error")
+	}
+	if len(breaks) > 0 {
+		req.Breaks = breaks
+		o.DebugShell = true
 	}
 	if o.DebugShell {
 		req.DebugShell = o.In
@@ -194,6 +205,32 @@ func (o *Options) Request() (build.Request, error) {
 		return req, &UsageError{fmt.Errorf("--isolation %q: use chroot or oci", o.Isolation)}
 	}
 	return req, nil
+}
+
+// dibBreakPhases are the phase names DIB's break points use.
+var dibBreakPhases = []string{"root", "extra-data", "pre-install", "install", "post-install", "post-root", "block-device", "pre-finalise", "finalise", "cleanup"}
+
+// parseBreaks reads DIB's break variable: after-error, before-PHASE and
+// after-PHASE (PHASE with or without ".d").
+func parseBreaks(v string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, b := range strings.Split(v, ",") {
+		b = strings.TrimSpace(b)
+		if b == "" {
+			continue
+		}
+		if b == "after-error" {
+			out[b] = true
+			continue
+		}
+		when, phase, _ := strings.Cut(b, "-")
+		phase = strings.TrimSuffix(strings.TrimPrefix(b, when+"-"), ".d")
+		if (when != "before" && when != "after") || !slices.Contains(dibBreakPhases, phase) {
+			return nil, fmt.Errorf("break=%s: use after-error, before-PHASE or after-PHASE with PHASE one of %s", b, strings.Join(dibBreakPhases, ", "))
+		}
+		out[when+"-"+phase] = true
+	}
+	return out, nil
 }
 
 // Run builds the image.

@@ -4,6 +4,7 @@
 package pipeline
 
 import (
+	"builder/internal/redact"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +16,6 @@ import (
 
 	"builder/cmd/image"
 	"builder/pipeline"
-	"builder/publish"
 )
 
 // Options are the inputs of `pipeline run`. Tests fill them and call Run.
@@ -130,7 +130,7 @@ func Run(ctx context.Context, o *Options) (err error) {
 		}
 		return &image.UsageError{Err: fmt.Errorf("%w (fix the file; builder pipeline run --help shows its format)", err)}
 	}
-	red := publish.NewRedactor()
+	red := redact.New()
 	out := red.Writer(o.Out)
 	defer out.Flush()
 	sum, err := pipeline.Run(ctx, f, pipeline.Options{

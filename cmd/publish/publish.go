@@ -6,6 +6,7 @@
 package publish
 
 import (
+	"builder/internal/redact"
 	"context"
 	"encoding/json"
 	"errors"
@@ -151,7 +152,7 @@ func Run(ctx context.Context, o *Options) (err error) {
 	env := publish.EnvMap(o.Environ)
 	// Connect adds what it learns (clouds.yaml secrets, the token) to this
 	// redactor, which already guards every writer and the report.
-	red := publish.NewRedactor(env["OS_PASSWORD"], env["OS_TOKEN"], env["OS_AUTH_TOKEN"], env["OS_APPLICATION_CREDENTIAL_SECRET"])
+	red := redact.New(env["OS_PASSWORD"], env["OS_TOKEN"], env["OS_AUTH_TOKEN"], env["OS_APPLICATION_CREDENTIAL_SECRET"])
 	out, errOut := red.Writer(o.Out), red.Writer(o.ErrOut)
 	defer out.Flush()
 	defer errOut.Flush()
@@ -279,7 +280,7 @@ type report struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-func writeReport(path string, res *publish.Result, warnings []string, runErr error, red *publish.Redactor) error {
+func writeReport(path string, res *publish.Result, warnings []string, runErr error, red *redact.Redactor) error {
 	r := report{Result: res, OK: runErr == nil, Warnings: warnings}
 	if r.Result == nil {
 		r.Result = &publish.Result{}

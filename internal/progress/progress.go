@@ -171,3 +171,9 @@ func firstLine(s string) string {
 	}
 	return s
 }
+
+// Note prints one indented line that belongs to no phase (a warning
+// found between steps).
+func (r *Reporter) Note(format string, args ...any) {
+	r.printf("    "+format+"\n", args...)
+}

@@ -1,4 +1,4 @@
-package publish
+package redact
 
 import (
 	"io"
@@ -21,9 +21,9 @@ type Redactor struct {
 	sources []func() []string
 }
 
-// NewRedactor returns a Redactor for the given secrets; empty ones are
+// New returns a Redactor for the given secrets; empty ones are
 // ignored.
-func NewRedactor(secrets ...string) *Redactor {
+func New(secrets ...string) *Redactor {
 	r := &Redactor{secrets: map[string]bool{}}
 	r.Add(secrets...)
 	return r
