@@ -82,4 +82,3 @@ func mustRel(root, p string) string {
 	}
 	return r
 }
-

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
 )
 
 // WriteTable prints the summary: one line per image, then the reason of
