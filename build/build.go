@@ -186,6 +186,9 @@ func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporte
 		DebugOut:   req.DebugOut,
 		Warn:       func(s string) { rep.Note("warning: %s", p.redact.String(s)) },
 	}
+	if err := p.startAptRun(run, stack); err != nil {
+		return rootfs.Image{}, err
+	}
 	early, err := p.steps(req, rep, run, base.Key, "root.d", "root.d")
 	if err != nil {
 		return rootfs.Image{}, err
@@ -400,8 +403,26 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		}
 		ct.Done("")
 	}
+	// Files hooks wrote as outputs (DIB's $IMAGE_NAME.* in their working
+	// directory), staged beside the others.
+	hooked, err := collectHookOutputs(final, req)
+	if err != nil {
+		return nil, err
+	}
+	taken := map[string]bool{}
+	for _, o := range outs {
+		taken[o.Final] = true
+	}
+	outDir := filepath.Dir(absOutput(req))
+	placeHooked, err := hooked.stage(outDir, taken, req.Env["OVERWRITE_OLD_IMAGE"], stack)
+	if err != nil {
+		return nil, err
+	}
 	// Every output is complete: put them all in place.
-	pt := rep.Phase("outputs", fmt.Sprintf("%d files", len(outs)))
+	pt := rep.Phase("outputs", fmt.Sprintf("%d files", len(outs)+len(hooked.files)))
+	for _, n := range hooked.skip {
+		pt.Printf("note: a hook left %s in its working directory; only files named after the image (%s.*) become outputs", n, filepath.Base(imageName(req)))
+	}
 	for _, o := range outs {
 		if err := keepOld(o.Final, req.Env["OVERWRITE_OLD_IMAGE"]); err != nil {
 			return nil, err
@@ -420,6 +441,14 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		pt.Printf("%s", o.Final)
 	}
 	if err := placeManifests(); err != nil {
+		pt.Fail(err)
+		return nil, err
+	}
+	placed, err := placeHooked()
+	for _, p := range placed {
+		pt.Printf("%s (written by a hook)", p)
+	}
+	if err != nil {
 		pt.Fail(err)
 		return nil, err
 	}

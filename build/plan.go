@@ -29,7 +29,8 @@ type plan struct {
 	warnings []string
 	vm       bool // the vm element: a bootable disk
 	disk     bool // an output is made from a disk image
-	aptCache string
+	aptCache string // the shared package cache (Debian family)
+	aptRun   string // this build's view of it (see aptcache.go)
 	baseKey  string
 	breaks   map[string]bool // DIB's break=before-PHASE,after-PHASE
 	// layout is the disk layout; bootStep gives it its identifiers.
@@ -55,11 +56,13 @@ func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, d
 		elementsPath = append(elementsPath, dibDir)
 	}
 	set := map[string]string{
-		"PATH":            hostPath,
-		"HOME":            "/root",
-		"LC_ALL":          "C",
-		"ARCH":            req.Arch,
-		"IMAGE_NAME":      imageName(req),
+		"PATH":   hostPath,
+		"HOME":   "/root",
+		"LC_ALL": "C",
+		"ARCH":   req.Arch,
+		// The name, not the path: hooks write $IMAGE_NAME.* outputs into
+		// their working directory, and builder puts them beside the image.
+		"IMAGE_NAME":      filepath.Base(imageName(req)),
 		"DIB_IMAGE_CACHE": cache,
 		"DIB_DEBUG_TRACE": fmt.Sprint(req.Trace),
 		"DIB_OFFLINE":     map[bool]string{true: "1", false: ""}[req.Offline],
@@ -472,8 +475,8 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		// As DIB's chroot: no host TMPDIR or virtualenv inside.
 		delete(env, "TMPDIR")
 		delete(env, "VIRTUAL_ENV")
-		if p.aptCache != "" {
-			mounts = append(mounts, rootfs.Mount{Source: p.aptCache, Destination: "/var/cache/apt/archives"})
+		if p.aptRun != "" {
+			mounts = append(mounts, rootfs.Mount{Source: p.aptRun, Destination: "/var/cache/apt/archives"})
 		}
 	} else {
 		env["TMP_HOOKS_PATH"] = p.tree.Dir
@@ -518,6 +521,11 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	if req.Verbose || req.Trace > 0 {
 		echo = req.Out
 	}
+	if env["DIB_LOCKFILES"] == filepath.Join(p.env["DIB_IMAGE_CACHE"], "lockfiles") {
+		if err := os.MkdirAll(env["DIB_LOCKFILES"], 0o755); err != nil {
+			return rootfs.Step{}, err
+		}
+	}
 	dibName := strings.TrimSuffix(ph.Name, ".d")
 	st := rootfs.PhaseStep(rootfs.PhaseRun{
 		Phase:    ph.Name,
@@ -540,6 +548,27 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	st.ResolvConf = ph.Name != "root.d"
 	st.Pseudo = !ph.Inside && ph.Name != "root.d"
 	st.ContentKeyed = ph.Name == "extra-data.d"
+	if ph.Inside && p.aptRun != "" {
+		begin, end := st.Begin, st.End
+		st.Begin = func() {
+			if err := p.refreshApt(); err != nil {
+				rep.Note("warning: %v", err)
+			}
+			begin()
+		}
+		st.End = func(cached bool, err error) {
+			if herr := p.harvestApt(); herr != nil {
+				rep.Note("warning: %v", herr)
+			}
+			end(cached, err)
+		}
+	}
+	if !ph.Inside {
+		// Outside hooks run where DIB's run: in the directory their
+		// $IMAGE_NAME.* outputs land in (builder's, per phase).
+		st.Dir = filepath.Join(run.Work, "outputs", ph.Name)
+		st.DirIsOutputs = true
+	}
 	st.BreakBefore = p.breaks["before-"+dibName]
 	st.BreakAfter = p.breaks["after-"+dibName]
 	return st, nil

@@ -153,7 +153,16 @@ func planOutputs(req Request) ([]output, error) {
 	return outs, nil
 }
 
-// imageName is IMAGE_NAME for hooks: the -o value without a type suffix.
+// absOutput is the output path without a type suffix, absolute.
+func absOutput(req Request) string {
+	abs, err := filepath.Abs(imageName(req))
+	if err != nil {
+		return imageName(req)
+	}
+	return abs
+}
+
+// imageName is the -o value without a type suffix.
 func imageName(req Request) string {
 	name := req.Output
 	if name == "" {

@@ -80,6 +80,18 @@ func startRun(tmpDir, runRoot string, useTmpfs bool, stack *cleanup.Stack) (*run
 	return r, nil
 }
 
+// record adds a directory to what the next build removes should this one
+// be killed (it must be named builder.<ID>.*).
+func (r *runDir) record(dir string) error {
+	if r.lock == nil {
+		return nil
+	}
+	if _, err := r.lock.WriteString(dir + "\n"); err != nil {
+		return fmt.Errorf("run lock: %w", err)
+	}
+	return nil
+}
+
 // reapStaleRuns removes what builds killed without cleanup left behind:
 // their working containers (and mounts) and work directories.
 func reapStaleRuns(runRoot string, store *rootfs.Store) (int, error) {

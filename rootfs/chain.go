@@ -56,8 +56,13 @@ type Step struct {
 	Command  []string
 	Env      []string
 	Mounts   []Mount // Inside only
-	// Dir is the working directory of an Outside command.
-	Dir string
+	// Dir is the working directory of an Outside command. With
+	// DirIsOutputs, what the command leaves there are the step's outputs
+	// (DIB's hooks write $IMAGE_NAME.initramfs and the like into their
+	// working directory): they are kept with the step in the cache, so a
+	// cached step still delivers them. Dir must be empty then.
+	Dir          string
+	DirIsOutputs bool
 	// Writable are the host paths an Outside command may write besides the
 	// root filesystem; the rest of the host is read-only to it.
 	Writable []string
@@ -102,6 +107,9 @@ type Image struct {
 	// pip-cache mounts a host cache at /tmp/pip): every later step sees
 	// them, and their content is never part of a layer.
 	Mounts []Mount
+	// Outputs are directories holding files steps wrote as outputs (see
+	// Step.DirIsOutputs), oldest first.
+	Outputs []string
 }
 
 // ChainOptions are the settings shared by all steps of a build.
@@ -140,8 +148,12 @@ func CacheImageName(key string) string {
 }
 
 // mountsBigData is the image metadata key that holds the mounts a step
-// left in the tree, so a cached step restores them for the ones after it.
-const mountsBigData = "builder-mounts"
+// left in the tree, so a cached step restores them for the ones after it;
+// outputsBigData marks a step that wrote outputs (kept in OutputsDir).
+const (
+	mountsBigData  = "builder-mounts"
+	outputsBigData = "builder-outputs"
+)
 
 // RunChain runs steps in order on top of base. A step whose key already has
 // an image is skipped, so an unchanged build is a series of lookups and a
@@ -179,10 +191,45 @@ func (s *Store) runOne(ctx context.Context, cur Image, st Step, idx int, o Chain
 	key := StepKey(cur.Key, st)
 	name := CacheImageName(key)
 	if !o.NoCache && s.HasImage(name) {
-		return Image{Name: name, Key: key, Mounts: s.imageMounts(name)}, true, nil
+		if img, ok := s.cached(cur, name, key); ok {
+			return img, true, nil
+		}
 	}
 	return s.runStep(ctx, cur, st, idx, o)
 }
+
+// cached is the stored result of a step: its image, the mounts it left
+// and, when it wrote outputs, where they are kept. ok is false when the
+// outputs are gone (the step must run again).
+func (s *Store) cached(parent Image, name, key string) (Image, bool) {
+	img := Image{Name: name, Key: key, Mounts: s.imageMounts(name), Outputs: parent.Outputs}
+	if s.imageHas(name, outputsBigData) {
+		dir := s.OutputsDir(key)
+		if _, err := os.Stat(filepath.Join(dir, outputsStamp)); err != nil {
+			return Image{}, false
+		}
+		img.Outputs = append(append([]string(nil), parent.Outputs...), dir)
+	}
+	return img, true
+}
+
+// imageHas says whether an image carries the metadata key.
+func (s *Store) imageHas(name, key string) bool {
+	img, err := s.st.Image(name)
+	if err != nil {
+		return false
+	}
+	_, err = s.st.ImageBigData(img.ID, key)
+	return err == nil
+}
+
+// OutputsDir is where the outputs of the step with this key are kept.
+func (s *Store) OutputsDir(key string) string {
+	return filepath.Join(s.dir, "step-outputs", key[:40])
+}
+
+// outputsStamp marks a complete copy of a step's outputs.
+const outputsStamp = ".builder-complete"
 
 // imageMounts reads the mounts a committed step left in the tree.
 func (s *Store) imageMounts(name string) []Mount {
@@ -206,6 +253,15 @@ func (s *Store) imageMounts(name string) []Mount {
 // changed; when that result is already stored (or nothing changed) the
 // container is dropped and the stored image is used.
 func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o ChainOptions) (res Image, cached bool, err error) {
+	if st.DirIsOutputs {
+		// A re-run step starts from an empty working directory.
+		if err := os.RemoveAll(st.Dir); err != nil {
+			return Image{}, false, err
+		}
+		if err := os.MkdirAll(st.Dir, 0o755); err != nil {
+			return Image{}, false, err
+		}
+	}
 	cname := fmt.Sprintf("builder-%s-%02d-%s", o.RunID, idx, sanitize(st.Name))
 	c, err := s.NewContainer(ctx, from.Name, cname, o.Isolation, o.Runtime, st.ResolvConf)
 	if err != nil {
@@ -278,6 +334,14 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 			return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
 		}
 	}
+	wrote := false
+	if st.DirIsOutputs {
+		ents, rerr := os.ReadDir(st.Dir)
+		if rerr != nil {
+			return Image{}, false, fmt.Errorf("step %s: %w", st.Name, rerr)
+		}
+		wrote = len(ents) > 0
+	}
 
 	key := StepKey(from.Key, st)
 	if st.ContentKeyed {
@@ -285,17 +349,36 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 		if derr != nil {
 			return Image{}, false, fmt.Errorf("step %s: %w", st.Name, derr)
 		}
+		if wrote {
+			odigest, derr := dirDigest(st.Dir)
+			if derr != nil {
+				return Image{}, false, fmt.Errorf("step %s: %w", st.Name, derr)
+			}
+			digest += "\x00outputs=" + odigest
+		}
 		key = contentKey(key, digest)
-		if !changed {
+		if !changed && !wrote {
 			// Nothing in the tree changed: later steps build on the same
 			// image, under a key that says this step ran.
-			return Image{Name: from.Name, Key: key, Mounts: mounts}, false, nil
+			return Image{Name: from.Name, Key: key, Mounts: mounts, Outputs: from.Outputs}, false, nil
 		}
 		if name := CacheImageName(key); !o.NoCache && s.HasImage(name) {
-			return Image{Name: name, Key: key, Mounts: s.imageMounts(name)}, true, nil
+			if img, ok := s.cached(from, name, key); ok {
+				return img, true, nil
+			}
 		}
 	}
 	name := CacheImageName(key)
+	outputs := from.Outputs
+	if wrote {
+		// Kept before the commit: an image that says it has outputs
+		// always has them complete.
+		dir := s.OutputsDir(key)
+		if err = keepOutputs(st.Dir, dir); err != nil {
+			return Image{}, false, fmt.Errorf("step %s: keep its outputs: %w", st.Name, err)
+		}
+		outputs = append(append([]string(nil), from.Outputs...), dir)
+	}
 	id, err := c.Commit(ctx, name)
 	if err != nil {
 		return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
@@ -306,7 +389,12 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 			return Image{}, false, fmt.Errorf("step %s: record its mounts: %w", st.Name, err)
 		}
 	}
-	return Image{Name: name, Key: key, Mounts: mounts}, false, nil
+	if wrote {
+		if err = s.st.SetImageBigData(id, outputsBigData, []byte("1"), nil); err != nil {
+			return Image{}, false, fmt.Errorf("step %s: record its outputs: %w", st.Name, err)
+		}
+	}
+	return Image{Name: name, Key: key, Mounts: mounts, Outputs: outputs}, false, nil
 }
 
 // contentKey names a content-keyed step's result.

@@ -129,6 +129,9 @@ for i in "${!bind_src[@]}"; do
     mkdir -p "${bind_dst[i]}"
     mount --rbind "${bind_src[i]}" "${bind_dst[i]}"
 done
+# The working directory was entered before the mounts above: enter it again
+# through them, or writes there would meet the read-only remount.
+cd "$PWD"
 if [ -z "$report_mounts" ]; then
     exec "$@"
 fi
