@@ -27,8 +27,8 @@ type plan struct {
 	secrets  map[string]string // secret-looking caller variables: name -> value
 	redact   *redact.Redactor
 	warnings []string
-	vm       bool // the vm element: a bootable disk
-	disk     bool // an output is made from a disk image
+	vm       bool   // the vm element: a bootable disk
+	disk     bool   // an output is made from a disk image
 	aptCache string // the shared package cache (Debian family)
 	aptRun   string // this build's view of it (see aptcache.go)
 	baseKey  string
