@@ -568,6 +568,10 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		// $IMAGE_NAME.* outputs land in (builder's, per phase).
 		st.Dir = filepath.Join(run.Work, "outputs", ph.Name)
 		st.DirIsOutputs = true
+		// DIB's hooks find the target at $TMP_BUILD_DIR/mnt; some take
+		// that path apart (source-repositories names its manifest after
+		// the part behind the last dot).
+		st.MountAt = filepath.Join(run.Work, "mnt")
 	}
 	st.BreakBefore = p.breaks["before-"+dibName]
 	st.BreakAfter = p.breaks["after-"+dibName]
@@ -587,7 +591,7 @@ func (p *plan) keyEnv(stable map[string]string, idents map[string]bool) map[stri
 		case contains(proxyVars, k), contains(outputOnlyVars, k), runVolatileVars[k]:
 			continue
 		case mentionGatedVars[k] || p.userVars[k]:
-			if !idents[k] && !hasAnyPrefix(k, toolReadPrefixes) {
+			if !idents[k] && !hasAnyPrefix(k, toolReadPrefixes) && !namedByPrefix(k, idents) {
 				continue
 			}
 			if k == "IMAGE_ELEMENT" && !idents[k] && !idents["get_image_element_array"] {
@@ -600,6 +604,18 @@ func (p *plan) keyEnv(stable map[string]string, idents map[string]bool) map[stri
 		keyEnv["IMAGE_ELEMENT"] = stable["IMAGE_ELEMENT"]
 	}
 	return keyEnv
+}
+
+// namedByPrefix: a hook that reads DIB_REPOREF_${name} names the
+// variable only by its prefix ("DIB_REPOREF_", a word ending in "_"
+// before the "$").
+func namedByPrefix(k string, idents map[string]bool) bool {
+	for i := len(k) - 1; i >= 4; i-- {
+		if k[i-1] == '_' && idents[k[:i]] {
+			return true
+		}
+	}
+	return false
 }
 
 // runVolatileVars differ between runs (paths of this run, of the cache,

@@ -79,6 +79,7 @@ func TestUserVariablesKeyOnlyTheStepsThatReadThem(t *testing.T) {
 	for _, f := range []struct{ path, body string }{
 		{"install.d/10-feature", "#!/bin/bash\nif [ \"$MY_FEATURE\" = true ]; then touch /etc/feature; fi\n"},
 		{"finalise.d/10-user", "#!/bin/bash\necho \"$GUEST_USER\" > /etc/guest-user\n"},
+		{"finalise.d/20-indirect", "#!/bin/bash\nv=ACME_REF_${1:-x}; echo \"${!v:-}\"\n"},
 	} {
 		p := filepath.Join(hooks, f.path)
 		os.MkdirAll(filepath.Dir(p), 0o755)
@@ -129,6 +130,7 @@ func TestUserVariablesKeyOnlyTheStepsThatReadThem(t *testing.T) {
 		{"the caller's terminal", with("TERM", "dumb"), false, false},
 		{"a proxy", with("http_proxy", "http://proxy:3128"), false, false},
 		{"pip's index, read by pip in the image", with("PIP_INDEX_URL", "http://127.0.0.1/simple"), true, true},
+		{"a variable read by its prefix (ACME_REF_${name})", with("ACME_REF_tools", "v2"), false, true},
 	}
 	for _, c := range cases {
 		i, _ := step(c.env, "install.d")

@@ -68,6 +68,10 @@ type Step struct {
 	Writable []string
 	// ReadOnly are paths inside Writable ones that stay read-only.
 	ReadOnly []string
+	// MountAt is where an Outside command finds the root filesystem
+	// (TARGET_ROOT, TMP_MOUNT_PATH): DIB's $TMP_BUILD_DIR/mnt, inside a
+	// writable path. Empty: the container's own mount point.
+	MountAt string
 	Edit     func(ctx context.Context, root string) error // Tree only
 	// ContentKeyed steps run on every build and are keyed by what they
 	// changed, not by what they are: DIB's extra-data.d copies host data
@@ -310,7 +314,11 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 		got, err = runOutsideCapture(ctx, st, root, out, nil)
 		if err == nil {
 			var notes []string
-			mounts, notes = carriedMounts(got, root, st.Pseudo)
+			seen := root
+			if st.MountAt != "" {
+				seen = st.MountAt
+			}
+			mounts, notes = carriedMounts(got, seen, st.Pseudo)
 			for _, n := range notes {
 				if o.Warn != nil {
 					o.Warn(fmt.Sprintf("step %s: %s", st.Name, n))
@@ -472,6 +480,8 @@ func debugShell(ctx context.Context, c *Container, st Step, o ChainOptions, at s
 // namespace's mount table as the command left it, to find the mounts the
 // hooks made into the target.
 func runOutsideCapture(ctx context.Context, st Step, root string, out io.Writer, stdin io.Reader) ([]mountEntry, error) {
+	// (The mount table's paths are the target's as the hooks saw it:
+	// st.MountAt when set.)
 	if len(st.Command) == 0 {
 		return nil, errors.New("outside step without a command")
 	}
@@ -484,11 +494,16 @@ func runOutsideCapture(ctx context.Context, st Step, root string, out io.Writer,
 	for _, r := range st.ReadOnly {
 		args = append(args, "-r", r)
 	}
+	target := root
+	if st.MountAt != "" {
+		target = st.MountAt
+		args = append(args, "-t", root, target)
+	}
 	if st.Pseudo {
-		args = append(args, "-p", root)
+		args = append(args, "-p", target)
 	}
 	for _, m := range st.carried {
-		args = append(args, "-b", m.Source, filepath.Join(root, m.Destination))
+		args = append(args, "-b", m.Source, filepath.Join(target, m.Destination))
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -498,7 +513,7 @@ func runOutsideCapture(ctx context.Context, st Step, root string, out io.Writer,
 	args = append(args, "-M", "--")
 	args = append(args, st.Command...)
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(append([]string(nil), st.Env...), "TARGET_ROOT="+root, "TMP_MOUNT_PATH="+root)
+	cmd.Env = append(append([]string(nil), st.Env...), "TARGET_ROOT="+target, "TMP_MOUNT_PATH="+target)
 	cmd.Dir = st.Dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Stdin = stdin

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"syscall"
 
 	"go.podman.io/storage/pkg/archive"
@@ -39,7 +40,7 @@ func (s *Store) changesDigest(c *Container, parent, root string) (string, bool, 
 	h := sha256.New()
 	n := 0
 	for _, ch := range changes {
-		if placeholder(ch, root) {
+		if placeholder(ch, root) || gitBookkeeping(ch.Path) {
 			continue
 		}
 		// Overlay lists a directory as modified when only its entries
@@ -56,6 +57,24 @@ func (s *Store) changesDigest(c *Container, parent, root string) (string, bool, 
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), n > 0, nil
+}
+
+// gitBookkeeping: files a git checkout rewrites on every clone or fetch
+// without its content changing (the index holds file times, logs and
+// FETCH_HEAD hold dates). A step that checks out the same commit again
+// must have the same result.
+func gitBookkeeping(p string) bool {
+	i := strings.Index(p, "/.git/")
+	if i < 0 {
+		return false
+	}
+	rest := p[i+len("/.git/"):]
+	switch {
+	case rest == "index", rest == "FETCH_HEAD", rest == "ORIG_HEAD", rest == "logs", strings.HasPrefix(rest, "logs/"),
+		strings.HasSuffix(rest, ".lock"):
+		return true
+	}
+	return false
 }
 
 func modifiedDir(ch archive.Change, root string) bool {

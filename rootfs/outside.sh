@@ -2,10 +2,12 @@
 # Runs an outside hook command with the host read-only except the paths it
 # was given. builder starts this script in a new mount namespace; nothing
 # done here is visible on the host.
-#   outside.sh [-w WRITABLE]... [-r READ_ONLY]... [-b SOURCE DEST]...
-#              [-p ROOT] [-M] -- COMMAND...
+#   outside.sh [-w WRITABLE]... [-r READ_ONLY]... [-t ROOT AT]
+#              [-b SOURCE DEST]... [-p ROOT] [-M] -- COMMAND...
 # READ_ONLY paths are inside a WRITABLE one but must stay read-only (the
-# container store inside the image cache). -b re-creates a bind mount an
+# container store inside the image cache). -t shows the target root ROOT
+# at AT too (DIB's $TMP_BUILD_DIR/mnt, a path some elements take apart).
+# -b re-creates a bind mount an
 # earlier outside hook made into the target. -p gives ROOT the /proc, /sys
 # and /dev DIB mounts into the target. -M writes this namespace's mount
 # table to file descriptor 3 when the command has ended, so builder can
@@ -17,12 +19,15 @@ bind_src=()
 bind_dst=()
 pseudo_root=""
 report_mounts=""
+target_root=""
+target_at=""
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
     case $1 in
         -w) writable+=("$2"); shift 2 ;;
         -r) readonly_paths+=("$2"); shift 2 ;;
         -b) bind_src+=("$2"); bind_dst+=("$3"); shift 3 ;;
         -p) pseudo_root=$2; shift 2 ;;
+        -t) target_root=$2; target_at=$3; shift 3 ;;
         -M) report_mounts=1; shift ;;
         *) echo "outside.sh: bad argument $1" >&2; exit 2 ;;
     esac
@@ -94,6 +99,10 @@ while read -r _ _ _ _ mp _; do
     mp=$(printf '%b' "${mp//\\/\\0}")
     protected "$mp" && mount -o remount,bind,ro "$mp" 2>/dev/null || true
 done < <(mountpoints)
+if [ -n "$target_at" ]; then
+    mkdir -p "$target_at"
+    mount --rbind "$target_root" "$target_at"
+fi
 # The kernel filesystems DIB mounts into the target after root.d: the
 # host's /proc, a read-only /sys, and a /dev holding only the usual device
 # nodes (a bind of the host's whole /dev would let a careless "rm -rf" in

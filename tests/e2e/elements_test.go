@@ -64,12 +64,13 @@ func (r *imageReader) cat(t *testing.T, path string) (string, bool) {
 // An element written the DIB way, on ELEMENTS_PATH, changes the image as DIB
 // would: install.d script, package-installs.yaml with pkg-map, static/,
 // environment.d, an outside cleanup.d hook, element-deps on built-ins.
-// Host variables that are not the build's stay out of the image.
+// The caller's variables reach the hooks (a secret too, which stays out of
+// the logs).
 func TestDIBStyleElementChangesImage(t *testing.T) {
 	needE2E(t)
 	out, tmp := t.TempDir(), t.TempDir()
 	env := []string{"TMP_DIR=" + tmp, "ELEMENTS_PATH=" + testElements(t),
-		"DIB_STYLE_GREETING=from-the-environment", "SECRET_TOKEN=must-not-leak"}
+		"DIB_STYLE_GREETING=from-the-environment", "SECRET_TOKEN=must-not-leak", "TERM=xterm-from-the-caller"}
 	r := runBuilder(t, withTimeout(t, 30*time.Minute), env, "image", "debian-minimal", "vm", "dib-style",
 		"-o", filepath.Join(out, "img"), "--image-cache", cacheDir)
 	if r.code != 0 {
@@ -82,7 +83,7 @@ func TestDIBStyleElementChangesImage(t *testing.T) {
 	checks := []struct {
 		path, want string
 	}{
-		{"/etc/dib-style.conf", "greeting=from-the-environment distro=debian release=bookworm devuser=yes"},
+		{"/etc/dib-style.conf", "greeting=from-the-environment distro=debian release=bookworm devuser=yes\nsecret-given=yes"},
 		{"/etc/dib-style/static.txt", "static file from dib-style"},
 		{"/etc/dib-style-outside", "outside"},
 		{"/etc/passwd", "dibstyle:"},
@@ -104,8 +105,11 @@ func TestDIBStyleElementChangesImage(t *testing.T) {
 		t.Errorf("10-skipped.sh ran, DIB would skip it")
 	}
 	hookEnv, _ := img.cat(t, "/etc/dib-style.env")
-	if strings.Contains(hookEnv, "must-not-leak") || strings.Contains(hookEnv, "SECRET_TOKEN") {
-		t.Errorf("a host variable reached the hooks:\n%s", hookEnv)
+	if strings.Contains(hookEnv, "must-not-leak") || strings.Contains(r.stdout+r.stderr, "must-not-leak") {
+		t.Errorf("the secret reached the image or the output")
+	}
+	if strings.Contains(hookEnv, "xterm-from-the-caller") {
+		t.Errorf("the caller's terminal reached the hooks")
 	}
 	for _, v := range []string{"IMAGE_ELEMENT=", "DIB_RELEASE=bookworm", "ARCH=amd64", "DISTRO_NAME=debian", "DIB_INIT_SYSTEM=systemd", "TMP_HOOKS_PATH=/tmp/in_target.d"} {
 		if !strings.Contains(hookEnv, v) {

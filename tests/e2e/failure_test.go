@@ -206,7 +206,7 @@ func TestDebugShellAtFailingHook(t *testing.T) {
 	if !ok || ee.ExitCode() != 1 {
 		t.Fatalf("exit: %v, want 1", err)
 	}
-	if !strings.Contains(stderr.String(), "debug shell after the failure of install.d") {
+	if !strings.Contains(stderr.String(), "debug shell at the failure of install.d") {
 		t.Errorf("no debug shell announced")
 	}
 	if !strings.Contains(stderr.String()+stdout.String(), "in-debug-shell 12.") ||
@@ -215,5 +215,62 @@ func TestDebugShellAtFailingHook(t *testing.T) {
 	}
 	if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
 		t.Errorf("left behind: %v", l)
+	}
+}
+
+// DIB's break=before-PHASE and after-PHASE open a shell there: in the
+// image for an inside phase, on the host with TARGET_ROOT for an outside
+// one; the build then goes on. What a shell did is never cached under the
+// normal keys: the next build without a break reuses the earlier steps.
+func TestBreakBeforeAndAfterPhases(t *testing.T) {
+	needE2E(t)
+	ctx := withTimeout(t, 30*time.Minute)
+	out, tmp := t.TempDir(), t.TempDir()
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + os.Getenv("HOME"), "TMP_DIR=" + tmp}
+	build := func(brk, stdin string) (string, error) {
+		cmd := exec.CommandContext(ctx, builderBin, "image", "debian-minimal", "vm", "-t", "tar", "-o", filepath.Join(out, "img"), "--image-cache", cacheDir)
+		cmd.Env = append(append([]string(nil), env...), "OVERWRITE_OLD_IMAGE=1")
+		if brk != "" {
+			cmd.Env = append(cmd.Env, "break="+brk)
+		}
+		cmd.Stdin = strings.NewReader(stdin)
+		var b strings.Builder
+		cmd.Stdout, cmd.Stderr = &b, &b
+		err := cmd.Run()
+		t.Logf("break=%s:\n%s", brk, b.String())
+		return b.String(), err
+	}
+	if _, err := build("", ""); err != nil {
+		t.Fatalf("plain build: %v", err)
+	}
+	o, err := build("before-install", "echo inside-shell $(cat /etc/debian_version) $(ls /tmp/in_target.d/install.d | head -1)\necho marked > /etc/from-break\nexit\n")
+	if err != nil {
+		t.Fatalf("build with break=before-install: %v", err)
+	}
+	if !strings.Contains(o, "debug shell at break=before-install.d") || !strings.Contains(o, "inside-shell 12.") {
+		t.Errorf("no shell in the image before install.d")
+	}
+	if readFromTar(t, filepath.Join(out, "img.tar"), "./etc/from-break") != "marked\n" {
+		t.Errorf("what the shell did is not in the image (DIB keeps it)")
+	}
+	o, err = build("after-cleanup", "echo outside-shell $(test -f \"$TARGET_ROOT/etc/debian_version\" && echo target-ok)\nexit\n")
+	if err != nil {
+		t.Fatalf("build with break=after-cleanup: %v", err)
+	}
+	if !strings.Contains(o, "debug shell at break=after-cleanup.d") || !strings.Contains(o, "outside-shell target-ok") {
+		t.Errorf("no shell with TARGET_ROOT after cleanup.d")
+	}
+	o, err = build("", "")
+	if err != nil {
+		t.Fatalf("plain build after the breaks: %v", err)
+	}
+	if phases := phaseLines(o); !strings.HasSuffix(phases["install.d"], "cached") || !strings.HasSuffix(phases["cleanup.d"], "cached") {
+		t.Errorf("a build without breaks did not reuse the normal steps: %v", phases)
+	}
+	if readFromTar(t, filepath.Join(out, "img.tar"), "./etc/from-break") != "<missing>" {
+		t.Errorf("the break's change leaked into the normal cache")
+	}
+	if _, err := build("before-bogus", ""); err == nil {
+		t.Errorf("break=before-bogus was accepted")
 	}
 }

@@ -54,7 +54,9 @@ func testMain(m *testing.M) int {
 	if cacheDir == "" {
 		cacheDir = "/var/tmp/builder-test-cache"
 	}
-	return m.Run()
+	code := m.Run()
+	stopGitDaemon()
+	return code
 }
 
 func needE2E(t *testing.T) {
