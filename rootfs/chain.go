@@ -72,7 +72,7 @@ type Step struct {
 	// (TARGET_ROOT, TMP_MOUNT_PATH): DIB's $TMP_BUILD_DIR/mnt, inside a
 	// writable path. Empty: the container's own mount point.
 	MountAt string
-	Edit     func(ctx context.Context, root string) error // Tree only
+	Edit    func(ctx context.Context, root string) error // Tree only
 	// ContentKeyed steps run on every build and are keyed by what they
 	// changed, not by what they are: DIB's extra-data.d copies host data
 	// whose identity is only known once it has been copied. An unchanged

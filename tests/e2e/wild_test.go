@@ -170,12 +170,12 @@ func TestWildElementTree(t *testing.T) {
 	checks := []struct{ path, want string }{
 		{"etc/passwd", "acmeop:"},                                  // ACME_GUEST_USER (not DIB_*) reached install.d
 		{"home/acmeop/.ssh/authorized_keys", "builderwildtestkey"}, // ACME_SSH_PUBLIC_KEY
-		{"etc/acme/acme.conf", "listen = 0.0.0.0:8443"},              // static/
-		{"opt/acme/tools/VERSION", "1.4.2"},                          // source-repositories from git://127.0.0.1
-		{"etc/acme/wheels.txt", "acme-agent-1.0"},                    // root.d bind mount seen in install.d
-		{"etc/motd", "ACME guest, tools acme-tool 1.4.2"},            // sudo tee + sudo chroot outside
-		{"etc/acme/kernel", "vmlinuz-"},                              // $_LIB/img-functions
-		{"etc/resolv.conf", "nameserver 192.0.2.53"},                 // resolv.conf.ORIG decides
+		{"etc/acme/acme.conf", "listen = 0.0.0.0:8443"},            // static/
+		{"opt/acme/tools/VERSION", "1.4.2"},                        // source-repositories from git://127.0.0.1
+		{"etc/acme/wheels.txt", "acme-agent-1.0"},                  // root.d bind mount seen in install.d
+		{"etc/motd", "ACME guest, tools acme-tool 1.4.2"},          // sudo tee + sudo chroot outside
+		{"etc/acme/kernel", "vmlinuz-"},                            // $_LIB/img-functions
+		{"etc/resolv.conf", "nameserver 192.0.2.53"},               // resolv.conf.ORIG decides
 	}
 	for _, c := range checks {
 		if got := read(c.path); !strings.Contains(got, c.want) {
