@@ -141,7 +141,8 @@ func evalEnvironment(ctx context.Context, files []string, base map[string]string
 	var script strings.Builder
 	script.WriteString("set -eu\nset -o pipefail\n")
 	for _, f := range files {
-		fmt.Fprintf(&script, "BUILDER_ENV_FILE=%s\nsource %s\n", shellQuote(f), shellQuote(f))
+		// What a file prints must not mix with the variables read below.
+		fmt.Fprintf(&script, "BUILDER_ENV_FILE=%s\nsource %s >&2\n", shellQuote(f), shellQuote(f))
 	}
 	script.WriteString("unset BUILDER_ENV_FILE\nenv -0\n")
 	cmd := exec.CommandContext(ctx, "/bin/bash", "-c", script.String())

@@ -74,7 +74,6 @@ func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, d
 		"FS_TYPE":         "ext4",
 		// DIB's hooks run with the interpreter that runs DIB.
 		"DIB_PYTHON_EXEC":    hostPython(),
-		"DIB_PYTHON_VERSION": "3",
 		"PS4":                "+ ${BASH_SOURCE[0]##*/}:${LINENO}: ",
 		"BUILDER_USER_HOME":  os.Getenv("HOME"),
 		"ELEMENTS_PATH":      strings.Join(elementsPath, ":"),
@@ -108,6 +107,11 @@ func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, d
 	for k, v := range res.Env().Vars() {
 		env[k] = v
 		delete(user, k)
+	}
+	// Python 3 unless the caller (or dib-python's environment.d, for the
+	// distributions that still have 2) says otherwise.
+	if env["DIB_PYTHON_VERSION"] == "" {
+		env["DIB_PYTHON_VERSION"] = "3"
 	}
 	if env["DIB_DEFAULT_INSTALLTYPE"] == "" {
 		env["DIB_DEFAULT_INSTALLTYPE"] = "source"

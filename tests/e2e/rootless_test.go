@@ -69,9 +69,15 @@ func sharedDir(t *testing.T, uid int) string {
 // a login would give.
 func runAs(t *testing.T, ctx context.Context, bin string, args ...string) result {
 	t.Helper()
+	return runAsWithEnv(t, ctx, nil, bin, args...)
+}
+
+// runAsWithEnv is runAs with variables added to the login's environment.
+func runAsWithEnv(t *testing.T, ctx context.Context, env []string, bin string, args ...string) result {
+	t.Helper()
 	u, _ := user.Lookup(rootlessUser)
 	cmd := exec.CommandContext(ctx, "runuser", append([]string{"-u", rootlessUser, "--", bin}, args...)...)
-	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + u.HomeDir, "USER=" + rootlessUser, "LOGNAME=" + rootlessUser}
+	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + u.HomeDir, "USER=" + rootlessUser, "LOGNAME=" + rootlessUser}, env...)
 	cmd.Dir = u.HomeDir
 	return runLogged(t, cmd, "["+rootlessUser+"] builder "+strings.Join(args, " "))
 }
@@ -206,10 +212,12 @@ func checkOwnership(t *testing.T, l map[string]string) {
 	}
 }
 
-// The same `builder image debian vm` as root, as an ordinary user with
-// subordinate ids, and inside an unprivileged podman container built from
-// the Containerfile: each image boots and the three have the same files
-// with the same owners and modes.
+// The same `builder image debian vm acme-guest` (an element tree written as
+// third parties write them, whose outside hooks call sudo: see
+// TestWildElementTree) as root, as an ordinary user with subordinate ids,
+// and inside an unprivileged podman container built from the Containerfile
+// (no host sudo can help there): each image boots and the three have the
+// same files with the same owners and modes.
 func TestRootlessAndContainerBuildsMatchRoot(t *testing.T) {
 	needE2E(t)
 	if _, err := exec.LookPath("podman"); err != nil {
@@ -217,11 +225,11 @@ func TestRootlessAndContainerBuildsMatchRoot(t *testing.T) {
 	}
 	uid := ensureRootlessUser(t)
 	ctx := withTimeout(t, 60*time.Minute)
+	wild := wildEnv(t)
+	elems := []string{"debian", "vm", "acme-guest"}
 
-	// As root (its steps are cached by TestDebianVMBuildsAndBoots, which
-	// also boots it).
 	rootDir := t.TempDir()
-	r := runBuilder(t, ctx, nil, "image", "debian", "vm", "-o", filepath.Join(rootDir, "debian"), "--image-cache", cacheDir)
+	r := runBuilder(t, ctx, wild, append(append([]string{"image"}, elems...), "-o", filepath.Join(rootDir, "debian"), "--image-cache", cacheDir)...)
 	if r.code != 0 {
 		t.Fatalf("root build failed")
 	}
@@ -236,7 +244,7 @@ func TestRootlessAndContainerBuildsMatchRoot(t *testing.T) {
 		cache := filepath.Join(cacheDir, "rootless")
 		os.MkdirAll(cache, 0o755)
 		os.Chown(cache, uid, uid)
-		r := runAs(t, ctx, bin, "image", "debian", "vm", "-o", filepath.Join(out, "debian"), "--image-cache", cache)
+		r := runAsWithEnv(t, ctx, wild, bin, append(append([]string{"image"}, elems...), "-o", filepath.Join(out, "debian"), "--image-cache", cache)...)
 		if r.code != 0 {
 			t.Fatalf("rootless build failed")
 		}
@@ -287,15 +295,24 @@ func TestRootlessAndContainerBuildsMatchRoot(t *testing.T) {
 		// real filesystem, so the kernel's overlay works in the build's
 		// user namespace).
 		run := func(args ...string) result {
-			base := append([]string{"run", "--rm"}, ulimitArgs()...)
-			base = append(base, "-v", out+":/work", "-v", cache+":/home/builder/.cache", image)
+			// The host's network: the wild tree's git server is on its
+			// loopback. The tree is mounted read-only at /elements.
+			base := append([]string{"run", "--rm", "--network", "host"}, ulimitArgs()...)
+			base = append(base, "-v", out+":/work", "-v", cache+":/home/builder/.cache", "-v", wildElements(t)+":/elements:ro")
+			for _, kv := range wild {
+				if strings.HasPrefix(kv, "ELEMENTS_PATH=") {
+					kv = "ELEMENTS_PATH=/elements"
+				}
+				base = append(base, "-e", kv)
+			}
+			base = append(base, image)
 			cmd := exec.CommandContext(ctx, "podman", append(base, args...)...)
 			return runLogged(t, cmd, "[container] builder "+strings.Join(args, " "))
 		}
 		if d := run("doctor"); d.code != 0 {
 			t.Errorf("builder doctor in the container found problems")
 		}
-		if r := run("image", "debian", "vm", "-o", "/work/debian"); r.code != 0 {
+		if r := run(append(append([]string{"image"}, elems...), "-o", "/work/debian")...); r.code != 0 {
 			t.Fatalf("build in the container failed")
 		} else if !strings.Contains(r.stdout, "storage driver") {
 			t.Errorf("the build did not say which storage driver it chose")
