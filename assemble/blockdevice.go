@@ -1085,10 +1085,10 @@ func checkFSType(fs Filesystem) error {
 // filesystem (vfat labels are upper-cased first).
 func checkLabel(fs Filesystem, used map[string]string) error {
 	if other, dup := used[fs.Label]; dup && other != fs.Name {
-		return fmt.Errorf("File system label [%s] used more than once (mkfs %s and %s)", fs.Label, other, fs.Name)
+		return fmt.Errorf("filesystem label %q is used twice (mkfs %s and %s): labels must be unique", fs.Label, other, fs.Name)
 	}
 	if max := maxLabelLength[fs.Type]; len(fs.Label) > max {
-		return fmt.Errorf("Label [%s] too long for filesystem [%s]: %d > %d (mkfs %s)", fs.Label, fs.Type, len(fs.Label), max, fs.Name)
+		return fmt.Errorf("label %q of mkfs %s is too long for %s: %d characters, at most %d", fs.Label, fs.Name, fs.Type, len(fs.Label), max)
 	}
 	if strings.ContainsFunc(fs.Label, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return fmt.Errorf("label %q of mkfs %s: control characters are not allowed in labels", fs.Label, fs.Name)

@@ -181,8 +181,8 @@ func TestConfigErrors(t *testing.T) {
 		{"multi_key_node", "Config entry top-level should be a single dict:", 2},
 		{"bad_edge_graph", "Edge not defined: this_is_not_a_node->mkfs_root", 26},
 		{"duplicate_name", "Duplicate node name: this_is_a_duplicate (first defined at line 2)", 15},
-		{"duplicate_fs_labels", "File system label [duplicate] used more than once", 41},
-		{"too_long_fs_label", "Label [this_label_is_too_long_to_work_with_xfs] too long for filesystem [xfs]: 39 > 12", 5},
+		{"duplicate_fs_labels", `filesystem label "duplicate" is used twice`, 41},
+		{"too_long_fs_label", `too long for xfs: 39 characters, at most 12`, 5},
 		{"simple_tree", "Edge not defined: root_part->root_fs", 2},
 	} {
 		_, err := ParseBlockDeviceConfigFrom(c.fixture+".yaml", fixture(t, c.fixture))
@@ -225,7 +225,7 @@ func TestConfigErrors(t *testing.T) {
 		{"- local_loop: {name: image0}\n- mkfs: {name: fs, base: image0, type: swap, mount: {mount_point: /swap}}", "swap takes mount_point none"},
 		{"- local_loop: {name: image0}\n- mkfs: {name: a, base: image0, type: ext4, mount: {mount_point: /}}\n- mkfs: {name: b, base: image0, type: ext4, mount: {mount_point: /}}", "Mount point [/] specified more than once"},
 		{"- local_loop: {name: image0}\n- mkfs: {name: a, base: image0, type: ext4}\n- mkfs: {name: b, base: image0, type: ext4}", "used by both mkfs a and mkfs b"},
-		{"- local_loop: {name: image0}\n- mkfs: {name: a, base: image0, type: vfat, label: twelve_chars}", "too long for filesystem [vfat]: 12 > 11"},
+		{"- local_loop: {name: image0}\n- mkfs: {name: a, base: image0, type: vfat, label: twelve_chars}", "too long for vfat: 12 characters, at most 11"},
 	} {
 		if _, err := ParseBlockDeviceConfig([]byte(c.yaml)); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want %q", c.yaml, err, c.want)
@@ -299,7 +299,7 @@ func TestMergeRoot(t *testing.T) {
 	if r := mbr.Root(); r.Type != "xfs" || r.Label != "img-rootfs" {
 		t.Errorf("FS_TYPE=xfs: %+v, want xfs labelled img-rootfs", r)
 	}
-	if err := mbr.MergeRoot("xfs", "cloudimg-rootfs", nil); err == nil || !strings.Contains(err.Error(), "too long for filesystem [xfs]") {
+	if err := mbr.MergeRoot("xfs", "cloudimg-rootfs", nil); err == nil || !strings.Contains(err.Error(), "too long for xfs") {
 		t.Errorf("cloudimg-rootfs on xfs: %v", err)
 	}
 	if err := mbr.MergeRoot("ext4", "my-root", nil); err != nil || mbr.Root().Label != "my-root" {

@@ -20,14 +20,10 @@ import (
 // (through dib-run-parts, environment.d sourced) after install.d.
 const packagesPhase = "builder-packages.d"
 
-// hashTree hashes a directory's paths, modes, symlink targets and contents,
-// skipping top-level entries for which skip returns true.
-func hashTree(dir string, skip func(top string) bool) (string, error) {
-	return walkTree(dir, skip, nil)
-}
-
-// walkTree is hashTree that also hands each regular file's path (relative
-// to dir) and content to content (when not nil).
+// walkTree hashes a directory's paths, modes, symlink targets and contents,
+// skipping top-level entries for which skip returns true, and hands each
+// regular file's path (relative to dir) and content to content (when not
+// nil).
 func walkTree(dir string, skip func(top string) bool, content func(rel string, data []byte)) (string, error) {
 	h := sha256.New()
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

@@ -73,12 +73,12 @@ func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, d
 		"IMAGE_TYPE":      firstOr(req.Types, "qcow2"),
 		"FS_TYPE":         "ext4",
 		// DIB's hooks run with the interpreter that runs DIB.
-		"DIB_PYTHON_EXEC":    hostPython(),
-		"PS4":                "+ ${BASH_SOURCE[0]##*/}:${LINENO}: ",
-		"BUILDER_USER_HOME":  os.Getenv("HOME"),
-		"ELEMENTS_PATH":      strings.Join(elementsPath, ":"),
-		"DIB_ARGS":           strings.Join(dibArgs(req), " "),
-		"DIB_ENV":            dibEnv(req.Env),
+		"DIB_PYTHON_EXEC":   hostPython(),
+		"PS4":               "+ ${BASH_SOURCE[0]##*/}:${LINENO}: ",
+		"BUILDER_USER_HOME": os.Getenv("HOME"),
+		"ELEMENTS_PATH":     strings.Join(elementsPath, ":"),
+		"DIB_ARGS":          strings.Join(dibArgs(req), " "),
+		"DIB_ENV":           dibEnv(req.Env),
 		// DIB exports die (export -f): hooks call it without sourcing.
 		"BASH_FUNC_die%%":                     "() {  local rc=$?;\n set +o xtrace;\n echo \"$@\";\n [ \"$rc\" -eq 0 ] && rc=1;\n exit \"$rc\"\n}",
 		"BUILDER_HOST_DEBIAN_MIRROR":          deb,
@@ -206,9 +206,7 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 			p.warnings = append(p.warnings, fmt.Sprintf("element %s comes from diskimage-builder's library (%s): builder has no own version of it", e.Name, dibDir))
 		}
 	}
-	for _, o := range res.Overrides {
-		p.warnings = append(p.warnings, o)
-	}
+	p.warnings = append(p.warnings, res.Overrides...)
 	for _, w := range tree.Skipped {
 		p.warnings = append(p.warnings, w.String())
 	}
@@ -242,9 +240,7 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 			m["DIB_ROOT_FSTYPE"] = root.Type
 			m["DIB_MOUNTPOINTS"] = strings.Join(p.layout.Mounts(), "|")
 		}
-		for _, w := range p.layout.Warnings {
-			p.warnings = append(p.warnings, w)
-		}
+		p.warnings = append(p.warnings, p.layout.Warnings...)
 		if b := p.layout.FilesystemAt("/boot"); b != nil {
 			p.hookEnv["DIB_BOOT_LABEL"] = b.Label
 			p.env["DIB_BOOT_LABEL"] = b.Label

@@ -81,9 +81,7 @@ func readRootfsSource(elementDir string, env map[string]string, arch string) (sr
 		EssentialHooks: y.EssentialHooks,
 	}
 	for _, p := range y.Packages {
-		for _, f := range strings.Fields(expand(p)) {
-			b.Packages = append(b.Packages, f)
-		}
+		b.Packages = append(b.Packages, strings.Fields(expand(p))...)
 	}
 	// DIB_APT_SOURCES_CONF format: "name:deb URI SUITE COMPONENTS" per line.
 	for _, line := range strings.Split(expand(y.Sources), "\n") {

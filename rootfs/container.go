@@ -1,7 +1,6 @@
 package rootfs
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -225,7 +224,7 @@ func (c *Container) Run(ctx context.Context, spec RunSpec) error {
 	case err = <-done:
 	case <-ctx.Done():
 		killMarked(marker)
-		err = <-done
+		<-done
 		errFilter.Flush()
 		return ctx.Err()
 	}
@@ -300,13 +299,4 @@ func (f *lineFilter) Flush() {
 		_, _ = f.w.Write(f.buf)
 	}
 	f.buf = nil
-}
-
-// scanLines is a helper for tests and log tails.
-func scanLines(r io.Reader, fn func(string)) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		fn(sc.Text())
-	}
 }

@@ -224,7 +224,7 @@ func parseBreaks(v string) (map[string]bool, error) {
 			continue
 		}
 		when, phase, _ := strings.Cut(b, "-")
-		phase = strings.TrimSuffix(strings.TrimPrefix(b, when+"-"), ".d")
+		phase = strings.TrimSuffix(phase, ".d")
 		if (when != "before" && when != "after") || !slices.Contains(dibBreakPhases, phase) {
 			return nil, fmt.Errorf("break=%s: use after-error, before-PHASE or after-PHASE with PHASE one of %s", b, strings.Join(dibBreakPhases, ", "))
 		}
