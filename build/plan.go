@@ -643,6 +643,9 @@ var outputOnlyVars = []string{
 	"DIB_DEBUG_TRACE", "DIB_NO_TMPFS", "DIB_MIN_TMPFS", "DIB_QUIET", "DIB_NO_TIMESTAMP",
 	"DIB_SHOW_IMAGE_USAGE", "DIB_SHOW_IMAGE_USAGE_FULL", "DIB_JOURNAL_SIZE",
 	"BUILDER_USER_HOME",
+	// Where downloads come from (the cache or the network), not what is
+	// made: an offline rebuild reuses what an online one made.
+	"DIB_OFFLINE",
 	// The base's own key covers its content.
 	"DIB_LOCAL_IMAGE", "DIB_LOCAL_IMAGE_SHA256", "DIB_DEBIAN_CONTAINER_IMAGE",
 	"DIB_UBUNTU_CONTAINER_IMAGE", "DIB_CENTOS_CONTAINER_IMAGE", "DIB_FEDORA_CONTAINER_IMAGE",

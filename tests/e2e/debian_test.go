@@ -1,7 +1,11 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -27,6 +31,7 @@ type bootReport struct {
 		PartBytes int64  `json:"part_bytes"`
 		TailBytes int64  `json:"tail_bytes"`
 		User      string `json:"user"`
+		Sudo      string `json:"sudo"`
 		// FailedUnits counts failed systemd units in the guest.
 		FailedUnits     int      `json:"failed_units"`
 		FailedUnitNames []string `json:"failed_unit_names"`
@@ -110,10 +115,21 @@ func TestDebianVMBuildsAndBoots(t *testing.T) {
 	t.Logf("cold build %s, rebuild %s", cold.Round(time.Second), warm.Round(time.Second))
 
 	report := filepath.Join(out, "boot.json")
-	br := runBuilder(t, ctx, nil, "boot-test", img, "--report", report,
+	console := filepath.Join(out, "console.log")
+	before := fileDigest(t, img)
+	br := runBuilder(t, ctx, nil, "boot-test", img, "--report", report, "--console-log", console,
 		"--expect-cmdline", "console=tty0 console=ttyS0,115200", "--require-cloud-init", "--timeout", "15m")
 	rep := readBootReport(t, report, br.code)
 	bootedWithCloudInit(t, rep)
+	if fileDigest(t, img) != before {
+		t.Errorf("boot-test changed the image (it must boot a copy-on-write overlay)")
+	}
+	if data, err := os.ReadFile(console); err != nil || !strings.Contains(string(data), "login:") {
+		t.Errorf("--console-log: %v, %d bytes, no login prompt", err, len(data))
+	}
+	if !strings.Contains(rep.Probe.User, "(builder)") || rep.Probe.Sudo != "yes" {
+		t.Errorf("probe: user %q, sudo %q: want cloud-init's test user with passwordless sudo", rep.Probe.User, rep.Probe.Sudo)
+	}
 	if rep.Probe == nil {
 		t.Fatalf("the guest never reported its probe line")
 	}
@@ -203,4 +219,81 @@ func TestTrixieBootsWithoutFailedUnits(t *testing.T) {
 	if rep.Probe.FailedUnits != 0 {
 		t.Errorf("%d failed unit(s) in the guest: %v", rep.Probe.FailedUnits, rep.Probe.FailedUnitNames)
 	}
+}
+
+func fileDigest(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// A boot that cannot finish in time fails with the timeout as its reason,
+// and Ctrl-C stops a boot at once; neither leaves QEMU or a temp dir.
+func TestBootTestTimeoutAndInterrupt(t *testing.T) {
+	needE2E(t)
+	ctx := withTimeout(t, 30*time.Minute)
+	out := t.TempDir()
+	img := filepath.Join(out, "img.qcow2")
+	if r := runBuilder(t, ctx, nil, "image", "debian-minimal", "vm", "-o", filepath.Join(out, "img"), "--image-cache", cacheDir); r.code != 0 {
+		t.Fatalf("build failed")
+	}
+	tmp := t.TempDir()
+	report := filepath.Join(out, "timeout.json")
+	start := time.Now()
+	r := runBuilder(t, ctx, []string{"TMPDIR=" + tmp}, "boot-test", img, "--accel", "tcg", "--timeout", "5s", "--report", report)
+	if r.code == 0 || time.Since(start) > 30*time.Second {
+		t.Errorf("a 5 s boot test: exit %d after %s", r.code, time.Since(start).Round(time.Second))
+	}
+	var rep bootReport
+	data, _ := os.ReadFile(report)
+	if err := json.Unmarshal(data, &rep); err != nil || rep.Passed || !strings.HasPrefix(rep.Reason, "timeout: no login prompt within 5 s") {
+		t.Errorf("report %s: reason %q (%v)", report, rep.Reason, err)
+	}
+	if l := bootLeftovers(tmp); len(l) > 0 {
+		t.Errorf("left behind after the timeout: %v", l)
+	}
+
+	cmd := exec.CommandContext(ctx, builderBin, "boot-test", img, "--accel", "tcg")
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + os.Getenv("HOME"), "TMPDIR=" + tmp}
+	var outb strings.Builder
+	cmd.Stdout, cmd.Stderr = &outb, &outb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second)
+	start = time.Now()
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	t.Logf("interrupted boot-test: %v\n%s", err, outb.String())
+	if err == nil || time.Since(start) > 10*time.Second {
+		t.Errorf("Ctrl-C: %v after %s", err, time.Since(start).Round(time.Millisecond))
+	}
+	if l := bootLeftovers(tmp); len(l) > 0 {
+		t.Errorf("left behind after Ctrl-C: %v", l)
+	}
+}
+
+// bootLeftovers: QEMU processes and boot-test's temp dirs under tmp.
+func bootLeftovers(tmp string) []string {
+	var found []string
+	ents, _ := os.ReadDir(tmp)
+	for _, e := range ents {
+		found = append(found, filepath.Join(tmp, e.Name()))
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		data, _ := os.ReadFile(p)
+		if strings.HasPrefix(string(data), "qemu-system") && strings.Contains(string(data), tmp) {
+			found = append(found, "qemu "+filepath.Dir(p))
+		}
+	}
+	return found
 }
