@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 // Tree outputs list the tree's files with the tools consumers use, keep
@@ -30,7 +32,7 @@ func TestWriteTree(t *testing.T) {
 		{Squashfs, []string{"unsquashfs", "-lls"}},
 	} {
 		if _, err := exec.LookPath(c.list[0]); err != nil {
-			t.Skipf("%s not installed", c.list[0])
+			testreq.Missing(t, "%s not installed", c.list[0])
 		}
 		dst := filepath.Join(out, "img."+string(c.f))
 		if err := WriteTree(ctx, root, dst, c.f); err != nil {

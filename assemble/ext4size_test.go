@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 // The geometry model must agree with what mke2fs really builds: block
@@ -127,14 +129,14 @@ func TestMinRootFSBytesFillsRealTrees(t *testing.T) {
 	for _, tree := range trees {
 		t.Run(strings.ReplaceAll(tree, "/", "_"), func(t *testing.T) {
 			if _, err := os.Stat(tree); err != nil {
-				t.Skipf("skipping: %v", err)
+				testreq.Missing(t, "%v", err)
 			}
 			u, err := MeasureTree(bg, tree)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(u.MountPoints) > 0 {
-				t.Skipf("skipping: %s has mount points %v", tree, u.MountPoints)
+				testreq.Missing(t, "%s has mount points %v", tree, u.MountPoints)
 			}
 			min := MinRootFSBytes(u)
 			t.Logf("%s: %d files, %d dirs, content %s, MinRootFSBytes %s", tree, u.Files, u.Dirs,
@@ -171,7 +173,7 @@ func TestMinRootFSBytesFillsRealTrees(t *testing.T) {
 func TestFeaturePins(t *testing.T) {
 	needTools(t, "mkfs.ext4", "dumpe2fs")
 	if !mke2fsAtLeast147(bg) {
-		t.Skip("skipping: mke2fs older than 1.47 has no orphan_file")
+		testreq.Missing(t, "mke2fs older than 1.47 has no orphan_file")
 	}
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "mke2fs.conf")

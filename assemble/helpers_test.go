@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 // needTools skips the test when a host tool is missing, naming it.
@@ -18,7 +20,7 @@ func needTools(t testing.TB, tools ...string) {
 	t.Helper()
 	for _, tool := range tools {
 		if _, err := lookTool(tool); err != nil {
-			t.Skipf("skipping: %v", err)
+			testreq.Missing(t, "%v", err)
 		}
 	}
 }

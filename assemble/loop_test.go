@@ -11,12 +11,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"builder/internal/testreq"
 )
 
 func needLoop(t *testing.T) {
 	t.Helper()
 	if ok, why := loopAvailable(); !ok {
-		t.Skipf("skipping: the loop assembler cannot run here: %s", why)
+		testreq.Missing(t, "the loop assembler cannot run here: %s", why)
 	}
 	needTools(t, "mkfs.xfs", "xfs_repair", "xfs_db", "unshare", "lvm")
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 func mustWrite(t testing.TB, path string, data []byte, mode os.FileMode) {
@@ -70,7 +72,7 @@ func TestMeasureTree(t *testing.T) {
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(filepath.Join(dir, "sparse"), &st); err == nil && st.Blocks*512 >= 10*MiB {
-		t.Skip("skipping: the temp filesystem does not keep holes")
+		testreq.Missing(t, "the temp filesystem does not keep holes")
 	}
 	if u.Files != want.Files || u.Dirs != want.Dirs || u.Symlinks != want.Symlinks || u.Others != want.Others ||
 		u.Inodes != want.Inodes || u.DataBytes != want.DataBytes || u.DirBytes != want.DirBytes ||
@@ -100,7 +102,7 @@ func TestMeasureTreeMountPoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
-		t.Skipf("skipping: cannot mount a tmpfs (needs root): %v", err)
+		testreq.Missing(t, "cannot mount a tmpfs (needs root): %v", err)
 	}
 	t.Cleanup(func() { syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	mustWrite(t, filepath.Join(mnt, "inside"), []byte("x"), 0o644)

@@ -8,13 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 func needQEMUImg(t *testing.T) string {
 	t.Helper()
 	p, err := exec.LookPath("qemu-img")
 	if err != nil {
-		t.Skip("qemu-img not installed (qemu-utils)")
+		testreq.Missing(t, "qemu-img not installed (qemu-utils)")
 	}
 	return p
 }
@@ -78,7 +80,7 @@ func TestCreateOverlay(t *testing.T) {
 func TestRunRefusesBadImages(t *testing.T) {
 	qimg := needQEMUImg(t)
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
-		t.Skip("qemu-system-x86_64 not installed")
+		testreq.Missing(t, "qemu-system-x86_64 not installed")
 	}
 	ctx := context.Background()
 	dir := t.TempDir()

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"builder/internal/testreq"
 )
 
 func TestQEMUArgs(t *testing.T) {
@@ -53,7 +55,7 @@ func TestQEMUArgs(t *testing.T) {
 func TestFindOVMF(t *testing.T) {
 	code, vars, err := findOVMF()
 	if err != nil {
-		t.Skipf("no OVMF installed: %v", err)
+		testreq.Missing(t, "no OVMF installed: %v", err)
 	}
 	if !strings.Contains(code, "CODE") || !strings.Contains(vars, "VARS") {
 		t.Errorf("code %s vars %s", code, vars)

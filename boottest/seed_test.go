@@ -8,13 +8,15 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := lookTool(name, name)
 	if err != nil {
-		t.Skipf("%s not installed: %v", name, err)
+		testreq.Missing(t, "%s not installed: %v", name, err)
 	}
 	return p
 }
@@ -114,7 +116,7 @@ func testSeedConfig() seedConfig {
 // user-data must be valid YAML with the structure cloud-init reads.
 func TestUserDataIsValidCloudConfig(t *testing.T) {
 	if err := exec.Command("python3", "-c", "import yaml").Run(); err != nil {
-		t.Skip("python3 with yaml not available to parse the YAML")
+		testreq.Missing(t, "python3 with yaml not available to parse the YAML")
 	}
 	c := testSeedConfig()
 	ud := userData(c)

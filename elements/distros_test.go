@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 // libBin makes a PATH directory with the library's in-image tools
@@ -360,7 +362,7 @@ func localRPMRepo(t *testing.T, tools ...string) (repo, home string) {
 	t.Helper()
 	for _, tool := range append([]string{"rpmbuild", "createrepo_c"}, tools...) {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (apt-get install rpm dnf zypper createrepo-c; hack/test.sh installs them)", tool)
+			testreq.Missing(t, "%s is not installed (apt-get install rpm dnf zypper createrepo-c; hack/test.sh installs them)", tool)
 		}
 	}
 	dir := t.TempDir()

@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 func piLibrary(t *testing.T) *Library {
@@ -193,11 +195,11 @@ func TestPackageInstallsErrors(t *testing.T) {
 func TestPackageInstallsMatchDIBSquash(t *testing.T) {
 	squash := "/usr/lib/python3/dist-packages/diskimage_builder/elements/package-installs/bin/package-installs-squash"
 	if _, err := os.Stat(squash); err != nil {
-		t.Skip("diskimage-builder is not installed")
+		testreq.Missing(t, "diskimage-builder is not installed")
 	}
 	python := "/usr/bin/python3"
 	if exec.Command(python, "-c", "import diskimage_builder, yaml").Run() != nil {
-		t.Skip("no python3 with diskimage_builder")
+		testreq.Missing(t, "no python3 with diskimage_builder")
 	}
 	lib := piLibrary(t)
 	for _, env := range []map[string]string{

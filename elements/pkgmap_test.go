@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 func TestFamily(t *testing.T) {
@@ -107,7 +109,7 @@ func TestPkgMapNullIsSkip(t *testing.T) {
 func TestPkgMapMatchesDIB(t *testing.T) {
 	script := "/usr/lib/python3/dist-packages/diskimage_builder/elements/pkg-map/bin/pkg-map"
 	if _, err := os.Stat(script); err != nil {
-		t.Skip("diskimage-builder is not installed")
+		testreq.Missing(t, "diskimage-builder is not installed")
 	}
 	m, err := loadPkgMap(t, "pm")
 	if err != nil {

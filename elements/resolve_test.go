@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 // resolveFixture returns the ELEMENTS_PATH entries and builtin dir of
@@ -297,7 +299,7 @@ func dibElementInfo(t *testing.T) (python, script string) {
 	t.Helper()
 	script = "/usr/lib/python3/dist-packages/diskimage_builder/lib/element-info.py"
 	if _, err := os.Stat(script); err != nil {
-		t.Skip("diskimage-builder is not installed")
+		testreq.Missing(t, "diskimage-builder is not installed")
 	}
 	// A pyenv shim on PATH may not see the Debian package; prefer the system python.
 	for _, p := range []string{"/usr/bin/python3", "python3"} {
@@ -305,7 +307,7 @@ func dibElementInfo(t *testing.T) (python, script string) {
 			return p, script
 		}
 	}
-	t.Skip("no python3 that can import diskimage_builder")
+	testreq.Missing(t, "no python3 that can import diskimage_builder")
 	return "", ""
 }
 

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 // dibOrder is the order dib-run-parts was verified to use (dib-reference §1.4).
@@ -39,7 +41,7 @@ func TestSortScriptsMatchesSort(t *testing.T) {
 	cmd.Stdin = strings.NewReader(strings.Join(names, "\n") + "\n")
 	out, err := cmd.Output()
 	if err != nil {
-		t.Skip("no sort:", err)
+		testreq.Missing(t, "no sort: %v", err)
 	}
 	want := strings.Fields(string(out))
 	if got := SortScripts(names); !reflect.DeepEqual(got, want) {
@@ -351,7 +353,7 @@ func TestBuildTreeAbsoluteSymlinkInside(t *testing.T) {
 func TestHooksMatchDIBRunParts(t *testing.T) {
 	runParts := "/usr/lib/python3/dist-packages/diskimage_builder/lib/dib-run-parts"
 	if _, err := os.Stat(runParts); err != nil {
-		t.Skip("diskimage-builder is not installed")
+		testreq.Missing(t, "diskimage-builder is not installed")
 	}
 	lib := treeLibrary(t, "testdata/tree")
 	tree, err := BuildTree(resolutionOf(t, lib, "alpha", "beta"), t.TempDir())

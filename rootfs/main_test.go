@@ -11,6 +11,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"go.podman.io/buildah"
+
+	"builder/internal/testreq"
 )
 
 func TestMain(m *testing.M) {
@@ -31,11 +33,9 @@ var (
 // in the test cache: containers need a real userland with bash.
 func testBaseTar(t *testing.T) string {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a Debian base made with mmdebstrap: skipped with -short")
-	}
+	testreq.Short(t, "needs a Debian base made with mmdebstrap: skipped with -short")
 	if os.Geteuid() != 0 {
-		t.Skip("container tests run as root")
+		testreq.Missing(t, "container tests run as root")
 	}
 	baseOnce.Do(func() {
 		cache := os.Getenv("BUILDER_TEST_CACHE")

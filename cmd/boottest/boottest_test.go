@@ -14,6 +14,8 @@ import (
 	"time"
 
 	bt "builder/boottest"
+
+	"builder/internal/testreq"
 )
 
 // execute runs the cobra command with args and a run func that captures the
@@ -164,14 +166,14 @@ func TestRunNonBootableDisk(t *testing.T) {
 	for _, b := range []string{"qemu-system-x86_64", "qemu-img", "mkfs.vfat", "mcopy"} {
 		if _, err := exec.LookPath(b); err != nil {
 			if _, err := os.Stat("/usr/sbin/" + b); err != nil {
-				t.Skipf("%s not installed", b)
+				testreq.Missing(t, "%s not installed", b)
 			}
 		}
 	}
 	for _, fw := range []string{"bios", "uefi"} {
 		t.Run(fw, func(t *testing.T) {
 			if fw == "uefi" && !fileExists("/usr/share/OVMF/OVMF_CODE_4M.fd") {
-				t.Skip("no OVMF")
+				testreq.Missing(t, "no OVMF")
 			}
 			dir := t.TempDir()
 			img := filepath.Join(dir, "zero.raw")

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"builder/internal/testreq"
 )
 
 func TestSubIDs(t *testing.T) {
@@ -68,7 +70,7 @@ func TestMissingToolNamesItsPackage(t *testing.T) {
 
 func TestPrivilegeAsRoot(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("runs as root")
+		testreq.Missing(t, "runs as root")
 	}
 	if f := Privilege(context.Background()); f.Status != OK {
 		t.Errorf("root: %+v", f)

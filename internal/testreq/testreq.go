@@ -30,7 +30,7 @@ func Missing(t testing.TB, format string, args ...any) {
 func Short(t testing.TB, what string) {
 	t.Helper()
 	if testing.Short() {
-		t.Skipf("%s: skipped with -short", what)
+		t.Skip(what)
 	}
 }
 

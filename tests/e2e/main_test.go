@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"builder/internal/testreq"
 )
 
 var (
@@ -61,11 +63,9 @@ func testMain(m *testing.M) int {
 
 func needE2E(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test: skipped with -short")
-	}
+	testreq.Short(t, "end-to-end test: skipped with -short")
 	if os.Geteuid() != 0 {
-		t.Skip("end-to-end tests run as root (see tests/rootless for the rootless path)")
+		testreq.Missing(t, "end-to-end tests run as root (see tests/rootless for the rootless path)")
 	}
 }
 

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"builder/internal/testreq"
 )
 
 const rootlessUser = "builder-e2e"
@@ -221,7 +223,7 @@ func checkOwnership(t *testing.T, l map[string]string) {
 func TestRootlessAndContainerBuildsMatchRoot(t *testing.T) {
 	needE2E(t)
 	if _, err := exec.LookPath("podman"); err != nil {
-		t.Skip("podman is not installed (hack/test.sh installs it)")
+		testreq.Missing(t, "podman is not installed (hack/test.sh installs it)")
 	}
 	uid := ensureRootlessUser(t)
 	ctx := withTimeout(t, 60*time.Minute)

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"builder/internal/testreq"
 )
 
 // minbaseTar is a Debian minbase made with mmdebstrap, kept in the test cache.
@@ -38,7 +40,7 @@ func minbaseTar(t *testing.T) string {
 func startRegistry(t *testing.T) (addr, registriesConf string) {
 	t.Helper()
 	if _, err := exec.LookPath("docker-registry"); err != nil {
-		t.Skip("docker-registry is not installed (hack/setup.sh installs it)")
+		testreq.Missing(t, "docker-registry is not installed (hack/setup.sh installs it)")
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -36,6 +36,8 @@ import (
 
 	pipelinecmd "builder/cmd/pipeline"
 	publishcmd "builder/cmd/publish"
+
+	"builder/internal/testreq"
 )
 
 // helperEnv makes the test binary act as `builder` (publish and pipeline),
@@ -172,11 +174,9 @@ func freePorts(n int) []int {
 
 func needServices(t *testing.T) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("starts real Glance and Keystone: skipped with -short")
-	}
+	testreq.Short(t, "starts real Glance and Keystone: skipped with -short")
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to install and run Glance from Debian's packages")
+		testreq.Missing(t, "needs root to install and run Glance from Debian's packages")
 	}
 	if startErr != nil {
 		t.Fatalf("services did not start: %v", startErr)

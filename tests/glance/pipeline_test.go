@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"builder/publish/flock"
+
+	"builder/internal/testreq"
 )
 
 // A pipeline of two images, one failing (an unknown element): the other
@@ -24,7 +26,7 @@ func TestPipelineTwoImagesOneFails(t *testing.T) {
 	needServices(t)
 	t.Parallel()
 	if _, err := os.Stat(testCache); err != nil {
-		t.Skipf("image cache %s: %v (the pipeline test builds with the warm test cache)", testCache, err)
+		testreq.Missing(t, "image cache %s: %v (the pipeline test builds with the warm test cache)", testCache, err)
 	}
 	keystone.mu.RLock()
 	defer keystone.mu.RUnlock()

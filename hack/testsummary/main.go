@@ -1,0 +1,138 @@
+// Command testsummary reads `go test -json` on stdin, prints the tests'
+// output as `go test -v` would, and ends with the counts: tests run,
+// passed, skipped (each with its reason) and failed. It exits non-zero when
+// a test or a package failed.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+)
+
+type event struct {
+	Time    time.Time
+	Action  string
+	Package string
+	Test    string
+	Elapsed float64
+	Output  string
+}
+
+type result struct {
+	name    string
+	elapsed float64
+	output  []string
+}
+
+func main() {
+	os.Exit(run(os.Stdin, os.Stdout))
+}
+
+func run(in io.Reader, out io.Writer) int {
+	var passed, failed, skipped []result
+	var failedPkgs []string
+	outputs := map[string][]string{}
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			// Not an event (a build error printed by go test): show it.
+			fmt.Fprintln(out, sc.Text())
+			continue
+		}
+		key := e.Package + " " + e.Test
+		switch e.Action {
+		case "output":
+			fmt.Fprint(out, e.Output)
+			if e.Test != "" {
+				outputs[key] = append(outputs[key], e.Output)
+			}
+		case "pass", "fail", "skip":
+			if e.Test == "" {
+				if e.Action == "fail" {
+					failedPkgs = append(failedPkgs, e.Package)
+				}
+				continue
+			}
+			r := result{name: shortPkg(e.Package) + "." + e.Test, elapsed: e.Elapsed, output: outputs[key]}
+			delete(outputs, key)
+			switch e.Action {
+			case "pass":
+				passed = append(passed, r)
+			case "fail":
+				failed = append(failed, r)
+			case "skip":
+				skipped = append(skipped, r)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		fmt.Fprintf(out, "testsummary: reading go test -json: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(out, "\n==== test summary ====\n")
+	fmt.Fprintf(out, "run %d (passed %d, failed %d), skipped %d\n", len(passed)+len(failed), len(passed), len(failed), len(skipped))
+	if len(skipped) > 0 {
+		fmt.Fprintf(out, "skipped:\n")
+		for _, r := range sorted(skipped) {
+			fmt.Fprintf(out, "  %s: %s\n", r.name, reason(r.output))
+		}
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(out, "failed:\n")
+		for _, r := range sorted(failed) {
+			fmt.Fprintf(out, "  %s (%.0f s)\n", r.name, r.elapsed)
+		}
+	}
+	pkgsOnly := []string{}
+	for _, p := range failedPkgs {
+		has := false
+		for _, r := range failed {
+			if strings.HasPrefix(r.name, shortPkg(p)+".") {
+				has = true
+			}
+		}
+		if !has {
+			pkgsOnly = append(pkgsOnly, p)
+		}
+	}
+	if len(pkgsOnly) > 0 {
+		fmt.Fprintf(out, "packages that failed outside a test (build error, panic, TestMain): %s\n", strings.Join(pkgsOnly, ", "))
+	}
+	if len(failed) > 0 || len(failedPkgs) > 0 {
+		return 1
+	}
+	return 0
+}
+
+// reason is the skip message: the last "file_test.go:NN: ..." line before
+// "--- SKIP".
+func reason(lines []string) string {
+	msg := "(no reason given)"
+	for _, l := range lines {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "--- SKIP") {
+			break
+		}
+		if i := strings.Index(t, ".go:"); i > 0 && strings.Contains(t[i:], ": ") {
+			msg = t[strings.Index(t[i+4:], ": ")+i+6:]
+		}
+	}
+	return msg
+}
+
+func shortPkg(p string) string {
+	return strings.TrimPrefix(p, "builder/")
+}
+
+func sorted(rs []result) []result {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].name < rs[j].name })
+	return rs
+}

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// The summary counts every outcome, gives each skip its reason and fails
+// on a failed test or a package that failed outside any test.
+func TestSummaryCountsAndReasons(t *testing.T) {
+	in := strings.Join([]string{
+		`{"Action":"run","Package":"builder/a","Test":"TestOK"}`,
+		`{"Action":"output","Package":"builder/a","Test":"TestOK","Output":"=== RUN   TestOK\n"}`,
+		`{"Action":"pass","Package":"builder/a","Test":"TestOK","Elapsed":0.1}`,
+		`{"Action":"output","Package":"builder/a","Test":"TestSkip","Output":"    x_test.go:12: missing prerequisite: podman is not installed\n"}`,
+		`{"Action":"output","Package":"builder/a","Test":"TestSkip","Output":"--- SKIP: TestSkip (0.00s)\n"}`,
+		`{"Action":"skip","Package":"builder/a","Test":"TestSkip"}`,
+		`{"Action":"fail","Package":"builder/a","Test":"TestBad","Elapsed":3}`,
+		`{"Action":"fail","Package":"builder/a"}`,
+		`{"Action":"fail","Package":"builder/b"}`,
+	}, "\n")
+	var out strings.Builder
+	code := run(strings.NewReader(in), &out)
+	s := out.String()
+	for _, want := range []string{"run 2 (passed 1, failed 1), skipped 1", "a.TestSkip: missing prerequisite: podman is not installed", "a.TestBad (3 s)", "outside a test (build error, panic, TestMain): builder/b"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("summary lacks %q:\n%s", want, s)
+		}
+	}
+	if code == 0 {
+		t.Errorf("exit 0 with a failure")
+	}
+	out.Reset()
+	if code := run(strings.NewReader(`{"Action":"pass","Package":"builder/a","Test":"T"}`+"\n"+`{"Action":"pass","Package":"builder/a"}`), &out); code != 0 {
+		t.Errorf("exit %d for an all-pass run", code)
+	}
+}
