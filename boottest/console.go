@@ -103,6 +103,8 @@ type Console struct {
 	probeErr      error
 	fatal         string
 	failedUnits   []string
+	ramdisk       *RamdiskReady // ramdisk.go
+	dibAddress    string
 }
 
 // NewConsole returns an empty Console.
@@ -187,6 +189,7 @@ func (c *Console) matchLine(line string) {
 			c.probe, c.probeErr = p, nil
 		}
 	}
+	c.matchRamdisk(line)
 	if m := failedUnitRE.FindStringSubmatch(line); m != nil {
 		u := strings.TrimSpace(m[1])
 		found := false

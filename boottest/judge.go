@@ -44,14 +44,14 @@ type judge struct {
 	imageBytes int64
 
 	// First times, -1 until seen.
-	kernelAt, loginAt, ciSeenAt, ciFinishedAt, probeAt time.Duration
+	kernelAt, loginAt, ciSeenAt, ciFinishedAt, probeAt, readyAt time.Duration
 
 	checks []string // what passed, for the summary
 }
 
 func newJudge(s Spec, probeKVM bool) *judge {
 	return &judge{spec: s, probeKVM: probeKVM,
-		kernelAt: -1, loginAt: -1, ciSeenAt: -1, ciFinishedAt: -1, probeAt: -1}
+		kernelAt: -1, loginAt: -1, ciSeenAt: -1, ciFinishedAt: -1, probeAt: -1, readyAt: -1}
 }
 
 // observe records the first time of each milestone and returns progress
@@ -77,6 +77,10 @@ func (j *judge) observe(c *Console, at time.Duration) []string {
 			msgs = append(msgs, fmt.Sprintf("probe after %s: root fs %s of %s disk, %s, sudo %s",
 				fmtSeconds(at), fmtBytes(p.RootBytes), fmtBytes(p.DiskBytes), failedUnits(p.FailedUnits), cmp.Or(p.Sudo, "unknown")))
 		}
+	}
+	if r := c.RamdiskReady(); j.readyAt < 0 && r != nil {
+		j.readyAt = at
+		msgs = append(msgs, fmt.Sprintf("ramdisk ready after %s: %s", fmtSeconds(at), r.Line))
 	}
 	if j.ciFinishedAt < 0 && ci.Finished {
 		j.ciFinishedAt = at
@@ -116,6 +120,9 @@ func (j *judge) decide(c *Console, at time.Duration, stderr string, exited bool)
 
 // evaluate applies the success criteria to what the console has shown.
 func (j *judge) evaluate(c *Console, at time.Duration) (verdict, string) {
+	if j.spec.isRamdisk() {
+		return j.evaluateRamdisk(c)
+	}
 	if !c.LoginSeen() {
 		if j.ciFinishedAt >= 0 && at-j.ciFinishedAt >= loginGrace {
 			return vFail, fmt.Sprintf("cloud-init finished after %s but no login prompt on ttyS0 within %s after that (no getty on the serial console? console=ttyS0 missing from the kernel command line?)",
@@ -232,6 +239,9 @@ func (j *judge) checkProbe(c *Console, p *Probe) (verdict, string) {
 
 // timeoutReason explains a timeout from how far the boot got.
 func (j *judge) timeoutReason(c *Console, limit time.Duration) string {
+	if j.spec.isRamdisk() {
+		return j.ramdiskTimeoutReason(c, limit)
+	}
 	ci := c.CloudInit()
 	switch {
 	case !c.LoginSeen():

@@ -51,6 +51,9 @@ type qemuConfig struct {
 	Overlay  string
 	Seed     string
 	PidFile  string
+	// A ramdisk boot has no Overlay and Seed but a Kernel, an Initrd and
+	// their command line (Append).
+	Kernel, Initrd, Append string
 }
 
 // qemuArgs builds the command line. Choices that matter:
@@ -86,11 +89,18 @@ func qemuArgs(c qemuConfig) []string {
 			"-drive", "if=pflash,format=raw,unit=1,file="+qemuEscape(c.OVMFVars),
 		)
 	}
+	if c.Kernel != "" {
+		// -append takes the command line whole: no escaping.
+		a = append(a, "-kernel", c.Kernel, "-initrd", c.Initrd, "-append", c.Append)
+	} else {
+		a = append(a,
+			"-drive", "file="+qemuEscape(c.Overlay)+",if=none,id=disk0,format=qcow2,cache=unsafe,discard=unmap",
+			"-device", "virtio-blk-pci,drive=disk0,bootindex=1",
+			"-drive", "file="+qemuEscape(c.Seed)+",if=none,id=seed0,format=raw,readonly=on",
+			"-device", "virtio-blk-pci,drive=seed0",
+		)
+	}
 	a = append(a,
-		"-drive", "file="+qemuEscape(c.Overlay)+",if=none,id=disk0,format=qcow2,cache=unsafe,discard=unmap",
-		"-device", "virtio-blk-pci,drive=disk0,bootindex=1",
-		"-drive", "file="+qemuEscape(c.Seed)+",if=none,id=seed0,format=raw,readonly=on",
-		"-device", "virtio-blk-pci,drive=seed0",
 		"-netdev", "user,id=n0",
 		"-device", "virtio-net-pci,netdev=n0,romfile=",
 		"-pidfile", c.PidFile,

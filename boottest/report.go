@@ -14,8 +14,14 @@ import (
 // what other tests parse. Times are seconds since QEMU was started for the
 // boot that counted (after a failed KVM probe: the TCG boot).
 type Report struct {
-	Image       string `json:"image"`
-	ImageFormat string `json:"image_format"`
+	Image string `json:"image"`
+	// A ramdisk boot's files, its guest memory (MiB) and what it printed.
+	Kernel       string        `json:"kernel,omitempty"`
+	Initramfs    string        `json:"initramfs,omitempty"`
+	Memory       int           `json:"memory_mib,omitempty"`
+	RamdiskReady *RamdiskReady `json:"ramdisk_ready,omitempty"`
+	ReadySeconds float64       `json:"ready_seconds,omitempty"`
+	ImageFormat  string        `json:"image_format"`
 	// ImageBytes is the image's virtual size, DiskBytes the guest's disk.
 	ImageBytes int64 `json:"image_bytes"`
 	DiskBytes  int64 `json:"disk_bytes"`

@@ -66,28 +66,20 @@ func (r *runner) run(ctx context.Context) (err error) {
 	if _, err := exec.LookPath(s.QEMUImg); err != nil {
 		return &UsageError{Msg: fmt.Sprintf("%s not found: install qemu-utils", s.QEMUImg), Err: err}
 	}
-	info, err := InspectImage(ctx, s.QEMUImg, s.Image)
-	if err != nil {
-		return &UsageError{Msg: fmt.Sprintf("cannot read %s as a disk image: pass a qcow2 or raw image", s.Image), Err: err}
+	if s.isRamdisk() {
+		r.rep.Kernel, r.rep.Initramfs, r.rep.Memory = s.Kernel, s.Initramfs, s.Memory
+		if err := r.inspectRamdisk(); err != nil {
+			return err
+		}
+	} else if err := r.inspectImage(ctx); err != nil {
+		return err
 	}
-	if info.FormatSpecific.Data.Corrupt {
-		return usagef("image %s is marked corrupt by qemu-img: repair a copy with `qemu-img check -r all` or rebuild it", s.Image)
-	}
-	if info.BackingFilename != "" && !s.AllowBacking {
-		return usagef("image %s has a backing file (%s): the test would boot the whole chain, not a self-contained image that can be uploaded; "+
-			"flatten it with `qemu-img convert -O qcow2 %s flat.qcow2`, or pass --allow-backing", s.Image, info.BackingFilename, s.Image)
-	}
-	r.info = info
-	r.rep.ImageFormat = info.Format
-	r.rep.ImageBytes = info.VirtualSize
-	r.rep.DiskBytes = overlaySize(info.VirtualSize, s.Grow)
 	var ovmfCode, ovmfVars string
 	if s.Firmware == "uefi" {
 		if ovmfCode, ovmfVars, err = findOVMF(); err != nil {
 			return err
 		}
 	}
-	r.say("image %s: %s, %s; guest disk %s", s.Image, info.Format, fmtBytes(info.VirtualSize), fmtBytes(r.rep.DiskBytes))
 
 	ctx, cancel := context.WithTimeoutCause(ctx, s.Timeout, errBootTimeout)
 	defer cancel()
@@ -121,29 +113,11 @@ func (r *runner) run(ctx context.Context) (err error) {
 		return fmt.Errorf("writing run directory owner: %w", err)
 	}
 
-	password := newPassword()
-	hash, how, err := hashPassword(ctx, password)
-	if err != nil {
-		return fmt.Errorf("hashing the test user's password: %w", err)
-	}
-	if s.ShowPassword {
-		r.rep.Password = password
-	}
-	if _, err := makeSeed(ctx, r.dir, seedConfig{
-		User: s.User, PasswordHash: hash, SSHKeys: s.SSHKeys,
-		InstanceID: newInstanceID(), Hostname: "builder-boot-test",
-	}); err != nil {
-		var ue *UsageError
-		if errors.As(err, &ue) {
+	if !s.isRamdisk() {
+		if err := r.makeSeed(ctx); err != nil {
 			return err
 		}
-		return fmt.Errorf("making the NoCloud seed: %w", err)
 	}
-	keys := ""
-	if n := len(s.SSHKeys); n > 0 {
-		keys = fmt.Sprintf(", %d ssh keys", n)
-	}
-	r.say("NoCloud seed: user %s (random password hashed with %s%s)", s.User, how, keys)
 
 	logf, err := os.Create(filepath.Join(r.dir, "console.log"))
 	if err != nil {
@@ -282,17 +256,22 @@ func (r *runner) attempt(ctx context.Context, n int, accel string, probeKVM bool
 	s := r.s
 	// A fresh overlay (and UEFI vars) per attempt: a KVM attempt that died
 	// half-way must not leave state behind for the TCG boot.
-	overlay := filepath.Join(r.dir, "disk.qcow2")
-	if err := os.Remove(overlay); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return attemptResult{}, fmt.Errorf("removing old overlay: %w", err)
-	}
-	if err := CreateOverlay(ctx, s.QEMUImg, s.Image, r.info.Format, overlay, r.rep.DiskBytes); err != nil {
-		return attemptResult{}, err
-	}
 	cfg := qemuConfig{
 		Accel: accel, Firmware: s.Firmware, Memory: s.Memory, CPUs: s.CPUs,
-		Overlay: overlay, Seed: filepath.Join(r.dir, "seed.img"),
 		PidFile: filepath.Join(r.dir, "qemu.pid"),
+	}
+	if s.isRamdisk() {
+		// Nothing to reset: QEMU only reads the kernel and the initramfs.
+		cfg.Kernel, cfg.Initrd, cfg.Append = s.Kernel, s.Initramfs, ramdiskCmdline(s.Append)
+	} else {
+		overlay := filepath.Join(r.dir, "disk.qcow2")
+		if err := os.Remove(overlay); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return attemptResult{}, fmt.Errorf("removing old overlay: %w", err)
+		}
+		if err := CreateOverlay(ctx, s.QEMUImg, s.Image, r.info.Format, overlay, r.rep.DiskBytes); err != nil {
+			return attemptResult{}, err
+		}
+		cfg.Overlay, cfg.Seed = overlay, filepath.Join(r.dir, "seed.img")
 	}
 	if s.Firmware == "uefi" {
 		cfg.OVMFCode = ovmfCode
@@ -416,6 +395,10 @@ func (r *runner) finish(accel string, res attemptResult) {
 		rep.CloudInit.Seconds = roundSecs(j.ciFinishedAt)
 	}
 	rep.Probe, _ = c.Probe()
+	rep.RamdiskReady = c.RamdiskReady()
+	if j.readyAt >= 0 {
+		rep.ReadySeconds = roundSecs(j.readyAt)
+	}
 	rep.KernelCmdline = c.KernelCmdline()
 	rep.ConsoleFailedUnits = c.FailedUnits()
 	rep.Passed = res.v == vPass
@@ -439,4 +422,55 @@ func shorten(s string, n int) string {
 		return s
 	}
 	return s[:n] + " [...]"
+}
+
+// inspectImage checks the disk image and sizes the guest's disk.
+func (r *runner) inspectImage(ctx context.Context) error {
+	s := r.s
+	info, err := InspectImage(ctx, s.QEMUImg, s.Image)
+	if err != nil {
+		return &UsageError{Msg: fmt.Sprintf("cannot read %s as a disk image: pass a qcow2 or raw image", s.Image), Err: err}
+	}
+	if info.FormatSpecific.Data.Corrupt {
+		return usagef("image %s is marked corrupt by qemu-img: repair a copy with `qemu-img check -r all` or rebuild it", s.Image)
+	}
+	if info.BackingFilename != "" && !s.AllowBacking {
+		return usagef("image %s has a backing file (%s): the test would boot the whole chain, not a self-contained image that can be uploaded; "+
+			"flatten it with `qemu-img convert -O qcow2 %s flat.qcow2`, or pass --allow-backing", s.Image, info.BackingFilename, s.Image)
+	}
+	r.info = info
+	r.rep.ImageFormat = info.Format
+	r.rep.ImageBytes = info.VirtualSize
+	r.rep.DiskBytes = overlaySize(info.VirtualSize, s.Grow)
+	r.say("image %s: %s, %s; guest disk %s", s.Image, info.Format, fmtBytes(info.VirtualSize), fmtBytes(r.rep.DiskBytes))
+	return nil
+}
+
+// makeSeed writes the NoCloud seed that creates the test user.
+func (r *runner) makeSeed(ctx context.Context) error {
+	s := r.s
+	password := newPassword()
+	hash, how, err := hashPassword(ctx, password)
+	if err != nil {
+		return fmt.Errorf("hashing the test user's password: %w", err)
+	}
+	if s.ShowPassword {
+		r.rep.Password = password
+	}
+	if _, err := makeSeed(ctx, r.dir, seedConfig{
+		User: s.User, PasswordHash: hash, SSHKeys: s.SSHKeys,
+		InstanceID: newInstanceID(), Hostname: "builder-boot-test",
+	}); err != nil {
+		var ue *UsageError
+		if errors.As(err, &ue) {
+			return err
+		}
+		return fmt.Errorf("making the NoCloud seed: %w", err)
+	}
+	keys := ""
+	if n := len(s.SSHKeys); n > 0 {
+		keys = fmt.Sprintf(", %d ssh keys", n)
+	}
+	r.say("NoCloud seed: user %s (random password hashed with %s%s)", s.User, how, keys)
+	return nil
 }

@@ -27,6 +27,11 @@ const (
 type Spec struct {
 	// Image is the disk image to boot; it is only ever read.
 	Image string
+	// Kernel and Initramfs boot a ramdisk instead of Image (QEMU's -kernel
+	// and -initrd; see ramdisk.go): no disk, no seed, and the boot passes
+	// on the ramdisk's readiness line. Append is added to its kernel
+	// command line; Ready is "marker" (default) or "login".
+	Kernel, Initramfs, Append, Ready string
 	// Firmware is "bios" (SeaBIOS, default) or "uefi" (OVMF via pflash).
 	Firmware string
 	// Accel is "auto" (default: KVM when it works, else TCG), "kvm" or "tcg".
@@ -113,27 +118,40 @@ func (e *BootFailure) Error() string { return "boot test failed: " + e.Reason }
 
 func (e *BootFailure) Unwrap() error { return e.Err }
 
-var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-
-// withDefaults returns a copy of s with zero fields filled in, or a
-// UsageError for values that cannot work.
-func (s Spec) withDefaults() (Spec, error) {
+// imageDefaults checks and completes Image, for a disk boot.
+func (s *Spec) imageDefaults() error {
 	if s.Image == "" {
-		return s, usagef("no image given: pass the path of a disk image (qcow2 or raw)")
+		return usagef("no image given: pass the path of a disk image (qcow2 or raw)")
 	}
 	abs, err := filepath.Abs(s.Image)
 	if err != nil {
-		return s, fmt.Errorf("resolving image path %s: %w", s.Image, err)
+		return fmt.Errorf("resolving image path %s: %w", s.Image, err)
 	}
 	s.Image = abs
 	st, err := os.Stat(s.Image)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return s, usagef("image %s does not exist: pass the path of an existing disk image (qcow2 or raw)", s.Image)
+		return usagef("image %s does not exist: pass the path of an existing disk image (qcow2 or raw)", s.Image)
 	case err != nil:
-		return s, &UsageError{Msg: fmt.Sprintf("cannot read image %s", s.Image), Err: err}
+		return &UsageError{Msg: fmt.Sprintf("cannot read image %s", s.Image), Err: err}
 	case !st.Mode().IsRegular():
-		return s, usagef("image %s is not a regular file: pass a disk image file (qcow2 or raw)", s.Image)
+		return usagef("image %s is not a regular file: pass a disk image file (qcow2 or raw)", s.Image)
+	}
+	return nil
+}
+
+var userNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+// withDefaults returns a copy of s with zero fields filled in, or a
+// UsageError for values that cannot work.
+func (s Spec) withDefaults() (Spec, error) {
+	if s.isRamdisk() {
+		var err error
+		if s, err = s.ramdiskDefaults(); err != nil {
+			return s, err
+		}
+	} else if err := s.imageDefaults(); err != nil {
+		return s, err
 	}
 	if s.Firmware == "" {
 		s.Firmware = "bios"

@@ -99,6 +99,11 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 		t.Fail(err)
 		return nil, err
 	}
+	// Ramdisk builds and no-final-image change the outputs (ramdisk.go).
+	if outs, err = plan.ramdiskOutputs(req, outs); err != nil {
+		t.Fail(err)
+		return nil, err
+	}
 	t.Done(fmt.Sprintf("%d elements: %s", len(plan.res.Elements), strings.Join(plan.res.Names(), " ")))
 	for _, w := range plan.warnings {
 		t.Printf("warning: %s", w)
@@ -348,6 +353,8 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 			var err error
 			if treeTypes[o.Type] {
 				err = assemble.WriteTree(ctx, root, o.Temp, assemble.TreeFormat(o.Type))
+			} else if ramdiskTypes[o.Type] {
+				err = plan.writeRamdiskOutput(ctx, root, o, ct) // ramdisk.go
 			} else {
 				var note string
 				note, err = assemble.ConvertWithNote(ctx, rawPath, o.Temp, assemble.Format(o.Type), assemble.ConvertOptions{

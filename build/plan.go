@@ -646,6 +646,8 @@ var outputOnlyVars = []string{
 	// Where downloads come from (the cache or the network), not what is
 	// made: an offline rebuild reuses what an online one made.
 	"DIB_OFFLINE",
+	// How the ramdisk's archive is written, not what is in the tree.
+	"DIB_RAMDISK_COMPRESS", "DIB_RAMDISK_EXCLUDE",
 	// The base's own key covers its content.
 	"DIB_LOCAL_IMAGE", "DIB_LOCAL_IMAGE_SHA256", "DIB_DEBIAN_CONTAINER_IMAGE",
 	"DIB_UBUNTU_CONTAINER_IMAGE", "DIB_CENTOS_CONTAINER_IMAGE", "DIB_FEDORA_CONTAINER_IMAGE",

@@ -61,6 +61,10 @@ type Options struct {
 	Out, ErrOut io.Writer
 
 	Image            string
+	Kernel           string // a ramdisk: --kernel and --initramfs, or NAME
+	Initramfs        string
+	Append           string
+	Ready            string
 	Firmware         string
 	Accel            string
 	Timeout          time.Duration
@@ -91,6 +95,7 @@ func NewOptions() *Options {
 		KVMProbe:   bt.DefaultKVMProbe,
 		Grow:       "2G",
 		Memory:     bt.DefaultMemory,
+		Ready:      "marker",
 		User:       bt.DefaultUser,
 		ExpectGrow: true,
 		CacheDir:   bt.DefaultCacheDir(),
@@ -102,7 +107,7 @@ func NewOptions() *Options {
 func NewCmdBootTest(run func(context.Context, *Options) error) *cobra.Command {
 	opts := NewOptions()
 	cmd := &cobra.Command{
-		Use:   "boot-test IMAGE",
+		Use:   "boot-test IMAGE | NAME | --kernel K --initramfs I",
 		Short: "Boot a disk image under QEMU and check that it really came up",
 		Long: `Boot IMAGE under QEMU without modifying it (a temporary qcow2 overlay, larger
 than the image by --grow) and pass only when the serial console shows a login
@@ -115,11 +120,22 @@ password, passwordless sudo and --ssh-key keys. KVM is used when it works;
 when the guest kernel does not start within --kvm-probe the run restarts
 with TCG and caches that verdict in --cache-dir.
 
+A ramdisk (builder ramdisk -o NAME: NAME.kernel and NAME.initramfs, or
+--kernel and --initramfs) boots with QEMU's -kernel and -initrd, the serial
+console on the kernel command line (--append adds to it), memory sized from
+the initramfs and a NIC on QEMU's user network; it passes on the ramdisk's
+readiness line ("builder-ramdisk: ready: network up on ..."), or on a login
+prompt with --ready login. There is no disk, seed or cloud-init.
+
 Exit status: 0 pass, 1 fail, 2 bad usage.`,
 		Example: `  builder boot-test out/debian.qcow2
   builder boot-test --firmware uefi --expect-cmdline "console=ttyS0,115200" --report boot.json out/debian.qcow2
-  builder boot-test --accel tcg --timeout 15m --console-log console.txt -v out/debian.qcow2`,
+  builder boot-test --accel tcg --timeout 15m --console-log console.txt -v out/debian.qcow2
+  builder boot-test out/deploy          # out/deploy.kernel + out/deploy.initramfs`,
 		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && (opts.Kernel != "" || opts.Initramfs != "") {
+				return nil // a ramdisk given by its files
+			}
 			if len(args) != 1 {
 				msg := fmt.Sprintf("expected one IMAGE argument, got %d: use builder boot-test IMAGE [flags]", len(args))
 				fmt.Fprintln(cmd.ErrOrStderr(), "boot-test: error: "+msg)
@@ -132,7 +148,12 @@ Exit status: 0 pass, 1 fail, 2 bad usage.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Image = args[0]
+			if len(args) == 1 {
+				opts.Image = args[0]
+			}
+			if !cmd.Flags().Changed("memory") && (opts.Kernel != "" || opts.Initramfs != "" || ramdiskPair(opts.Image) != "") {
+				opts.Memory = 0 // sized from the initramfs
+			}
 			opts.Out, opts.ErrOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			ctx := cmd.Context()
 			if ctx == nil {
@@ -153,6 +174,10 @@ Exit status: 0 pass, 1 fail, 2 bad usage.`,
 		return &ExitError{Code: 2, Err: err}
 	})
 	f := cmd.Flags()
+	f.StringVar(&opts.Kernel, "kernel", "", "boot this kernel with --initramfs (a ramdisk) instead of a disk IMAGE; NAME alone finds NAME.kernel and NAME.initramfs")
+	f.StringVar(&opts.Initramfs, "initramfs", "", "the ramdisk's initramfs, with --kernel")
+	f.StringVar(&opts.Append, "append", "", "added to a ramdisk's kernel command line (after console=ttyS0)")
+	f.StringVar(&opts.Ready, "ready", opts.Ready, "what a ramdisk boot waits for: marker (its \"builder-ramdisk: ready\" line, or DIB's \"network ready\") or login (a login prompt)")
 	f.StringVar(&opts.Firmware, "firmware", opts.Firmware, "firmware: bios (SeaBIOS) or uefi (OVMF)")
 	f.StringVar(&opts.Accel, "accel", opts.Accel, "accelerator: auto (KVM if it works, else TCG), kvm or tcg")
 	f.DurationVar(&opts.Timeout, "timeout", opts.Timeout, "limit for the whole boot test")
@@ -190,10 +215,24 @@ func Run(ctx context.Context, opts *Options) error {
 		fmt.Fprintln(errOut, "boot-test: error: "+msg)
 		return &ExitError{Code: 2, Err: errors.New(msg)}
 	}
-	if opts.Image == "" {
-		return usage("no IMAGE given: use builder boot-test IMAGE [flags]")
+	if opts.Kernel == "" && opts.Initramfs == "" {
+		if base := ramdiskPair(opts.Image); base != "" {
+			opts.Kernel, opts.Initramfs, opts.Image = base+".kernel", base+".initramfs", ""
+		}
 	}
-	if st, err := os.Stat(opts.Image); err != nil {
+	ramdisk := opts.Kernel != "" || opts.Initramfs != ""
+	if ramdisk && opts.Image != "" {
+		return usage("give a disk IMAGE or --kernel and --initramfs, not both")
+	}
+	if ramdisk && (opts.Kernel == "" || opts.Initramfs == "") {
+		return usage("a ramdisk boot needs both --kernel and --initramfs (or NAME, for NAME.kernel and NAME.initramfs)")
+	}
+	if opts.Image == "" && !ramdisk {
+		return usage("no IMAGE given: use builder boot-test IMAGE [flags], or NAME / --kernel K --initramfs I for a ramdisk")
+	}
+	if ramdisk {
+		// The disk checks below do not apply.
+	} else if st, err := os.Stat(opts.Image); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return usage("image %s does not exist: pass the path of a disk image built by builder (qcow2 or raw)", opts.Image)
 		}
@@ -222,6 +261,10 @@ func Run(ctx context.Context, opts *Options) error {
 
 	spec := bt.Spec{
 		Image:             opts.Image,
+		Kernel:            opts.Kernel,
+		Initramfs:         opts.Initramfs,
+		Append:            opts.Append,
+		Ready:             opts.Ready,
 		Firmware:          opts.Firmware,
 		Accel:             opts.Accel,
 		Timeout:           opts.Timeout,
@@ -355,4 +398,30 @@ func ParseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("not a size: %q", s)
 	}
 	return int64(f * float64(mult)), nil
+}
+
+// ramdiskPair returns NAME when arg names a ramdisk that `builder ramdisk
+// -o NAME` wrote: arg is NAME, NAME.kernel or NAME.initramfs, and both
+// NAME.kernel and NAME.initramfs exist (and arg is not a disk image).
+func ramdiskPair(arg string) string {
+	if arg == "" {
+		return ""
+	}
+	base := arg
+	if st, err := os.Stat(arg); err == nil && st.Mode().IsRegular() {
+		b, ok := strings.CutSuffix(arg, ".kernel")
+		if !ok {
+			b, ok = strings.CutSuffix(arg, ".initramfs")
+		}
+		if !ok {
+			return "" // a disk image
+		}
+		base = b
+	}
+	for _, ext := range []string{".kernel", ".initramfs"} {
+		if st, err := os.Stat(base + ext); err != nil || !st.Mode().IsRegular() {
+			return ""
+		}
+	}
+	return base
 }

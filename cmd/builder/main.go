@@ -22,6 +22,7 @@ import (
 	"builder/cmd/image"
 	pipelinecmd "builder/cmd/pipeline"
 	publishcmd "builder/cmd/publish"
+	ramdiskcmd "builder/cmd/ramdisk"
 	"builder/internal/doctor"
 	"builder/rootfs"
 )
@@ -62,7 +63,7 @@ func run() int {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRun: func(cmd *cobra.Command, args []string) {
-			if cmd.Name() == "image" {
+			if cmd.Name() == "image" || cmd.Name() == "ramdisk" {
 				// Not root: continue in a user namespace with the
 				// subordinate id ranges, so image files keep their owners.
 				// First check that it can be made, and say how to fix it
@@ -82,6 +83,7 @@ func run() int {
 	})
 	root.AddCommand(image.NewCmdImage(nil), boottest.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
 		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil), doctorcmd.NewCmdDoctor(nil))
+	root.AddCommand(ramdiskcmd.NewCmdRamdisk(nil))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -47,6 +47,11 @@ type Options struct {
 	In           io.Reader
 	// Args is the command line after "image" (DIB_ARGS for hooks).
 	Args []string
+
+	// RamdiskElement is DIB's --ramdisk-element; Ramdisk is set by
+	// `builder ramdisk` (cmd/ramdisk), which adds that element first.
+	RamdiskElement string
+	Ramdisk        bool
 }
 
 // NewCmdImage returns the command; run replaces Run in tests.
@@ -104,6 +109,7 @@ DIB_IMAGE_SIZE, DIB_IMAGE_EXTRA_SIZE (MB), DIB_CHECKSUM, TMP_DIR, ELEMENTS_PATH.
 	f.BoolVar(&opts.NoCache, "no-cache", false, "run every step even when its result is cached")
 	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "show the output of every hook")
 	f.BoolVar(&opts.DebugShell, "debug-shell", false, "open a shell where a hook fails, in its container (DIB's break=after-error)")
+	f.StringVar(&opts.RamdiskElement, "ramdisk-element", "ramdisk", "element that builder ramdisk adds first (ramdisk, or dracut-ramdisk); accepted and unused by builder image, as in DIB")
 	return cmd
 }
 
@@ -142,6 +148,13 @@ func (o *Options) Request() (build.Request, error) {
 	}
 	if len(o.Elements) == 0 {
 		return req, &UsageError{errors.New("no elements given: name an operating system and vm, e.g. `builder image debian vm`")}
+	}
+	if o.Ramdisk {
+		// ramdisk-image-create: the ramdisk element before the others.
+		if o.RamdiskElement == "" {
+			return req, &UsageError{errors.New("--ramdisk-element is empty: name the element that makes the ramdisk (ramdisk or dracut-ramdisk)")}
+		}
+		req.Elements = append([]string{o.RamdiskElement}, o.Elements...)
 	}
 	for _, t := range o.Types {
 		for _, x := range strings.Split(t, ",") {
