@@ -1,6 +1,7 @@
 package boottest
 
 import (
+	"builder/internal/workspace"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -130,7 +131,7 @@ func verdictKey(kernel, qemuVersion, firmware string) string {
 }
 
 func verdictPath(cacheDir string) string {
-	return filepath.Join(cacheDir, "boot-test", "kvm-verdicts.json")
+	return filepath.Join(workspace.Workspace{Cache: cacheDir}.BootTest(), "kvm-verdicts.json")
 }
 
 // LoadKVMVerdict returns the cached verdict for key, or nil.

@@ -1,6 +1,7 @@
 package boottest
 
 import (
+	"builder/internal/workspace"
 	"errors"
 	"fmt"
 	"io"
@@ -205,7 +206,7 @@ func (s Spec) withDefaults() (Spec, error) {
 	}
 	s.SSHKeys = keys
 	if s.CacheDir == "" {
-		s.CacheDir = DefaultCacheDir()
+		s.CacheDir = workspace.DefaultCache()
 	}
 	if s.WorkDir == "" {
 		s.WorkDir = os.TempDir()
@@ -217,16 +218,4 @@ func (s Spec) withDefaults() (Spec, error) {
 		s.QEMUImg = "qemu-img"
 	}
 	return s, nil
-}
-
-// DefaultCacheDir is builder's cache directory: $XDG_CACHE_HOME/image-create,
-// else ~/.cache/image-create, else a directory under the temp dir.
-func DefaultCacheDir() string {
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "image-create")
-	}
-	if h, err := os.UserHomeDir(); err == nil && h != "" {
-		return filepath.Join(h, ".cache", "image-create")
-	}
-	return filepath.Join(os.TempDir(), "image-create-cache")
 }

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"builder/internal/workspace"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -33,33 +34,9 @@ type Result struct {
 	Disk     *assemble.Disk
 }
 
-// DefaultCacheDir is DIB's image cache, ~/.cache/image-create.
-func DefaultCacheDir() string {
-	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
-		return filepath.Join(d, "image-create")
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return filepath.Join(os.TempDir(), "image-create")
-	}
-	return filepath.Join(home, ".cache", "image-create")
-}
-
 // minFreeBytes is the free space a build wants in the cache and the temp
 // dir: a base, the steps of a small image and its disk.
 const minFreeBytes = 2 << 30
-
-// DefaultRunRoot is where locks and mount state live: tmpfs when available,
-// so that nothing stale survives a reboot.
-func DefaultRunRoot() string {
-	if rootfs.RealRoot() {
-		return "/run/builder"
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "builder")
-	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("builder-run-%d", rootfs.RealUID()))
-}
 
 // defaultBlockDevice is the layout vm gets when none is named: one GPT disk
 // that boots under BIOS and UEFI.
@@ -83,18 +60,19 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	if req.Arch != "amd64" {
 		return nil, fmt.Errorf("architecture %q is not supported yet: use -a amd64", req.Arch)
 	}
-	cache := req.ImageCache
+	ws := workspace.Workspace{Cache: req.ImageCache, RunRoot: req.RunRoot}
+	cache := ws.Cache
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return nil, fmt.Errorf("image cache %s: %w", cache, err)
 	}
-	run, err := startRun(req.TmpDir, req.RunRoot, !req.NoTmpfs, &stack)
+	run, err := startRun(req.TmpDir, ws.Runs(), !req.NoTmpfs, &stack)
 	if err != nil {
 		return nil, err
 	}
 
 	// Elements.
 	t := rep.Phase("resolve", strings.Join(req.Elements, " "))
-	plan, err := resolve(ctx, req, cache, run.Work)
+	plan, err := resolve(ctx, req, ws, run.Work)
 	if err != nil {
 		t.Fail(err)
 		return nil, err
@@ -115,19 +93,19 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	}
 
 	// Store and base.
-	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: filepath.Join(cache, "builder", "containers"), RunRoot: filepath.Join(req.RunRoot, "storage")})
+	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: ws.Store(), RunRoot: ws.StoreRunRoot()})
 	if err != nil {
 		return nil, err
 	}
 	stack.Push("container store", store.Close)
 	t.Printf("container store: %s storage driver", store.Driver())
-	if n, err := reapStaleRuns(req.RunRoot, store); err != nil {
+	if n, err := reapStaleRuns(ws.Runs(), store); err != nil {
 		t.Printf("warning: cleaning up after earlier killed builds: %v", err)
 	} else if n > 0 {
 		t.Printf("removed what %d killed build(s) left behind", n)
 	}
 
-	base, err := plan.ensureBase(ctx, rep, store, req, cache, run)
+	base, err := plan.ensureBase(ctx, rep, store, req, ws, run)
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +117,7 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	if err != nil {
 		return nil, keepLogs(plan.redact.Error(err), run, outs)
 	}
-	if err := checkNoSecrets(ctx, store, final, plan.secrets, filepath.Join(cache, "builder", "state")); err != nil {
+	if err := checkNoSecrets(ctx, store, final, plan.secrets, ws.State()); err != nil {
 		return nil, err
 	}
 
@@ -255,13 +233,13 @@ func withDefaults(req Request) Request {
 		req.Arch = "amd64"
 	}
 	if req.ImageCache == "" {
-		req.ImageCache = DefaultCacheDir()
+		req.ImageCache = workspace.DefaultCache()
 	}
 	if req.TmpDir == "" {
 		req.TmpDir = os.TempDir()
 	}
 	if req.RunRoot == "" {
-		req.RunRoot = DefaultRunRoot()
+		req.RunRoot = workspace.DefaultRunRoot()
 	}
 	if req.Isolation == "" {
 		req.Isolation = "chroot"

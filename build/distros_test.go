@@ -1,6 +1,7 @@
 package build
 
 import (
+	"builder/internal/workspace"
 	"context"
 	"os"
 	"path/filepath"
@@ -21,7 +22,7 @@ func resolveOS(t *testing.T, env map[string]string, names ...string) (*plan, err
 		distroCaches[t.Name()] = cache
 	}
 	req := withDefaults(Request{Elements: names, Types: []string{"tar"}, ImageCache: cache, Env: env})
-	return resolve(context.Background(), req, cache, t.TempDir())
+	return resolve(context.Background(), req, workspace.Workspace{Cache: cache, RunRoot: t.TempDir()}, t.TempDir())
 }
 
 // Every operating-system element of DIB's set resolves to exactly one

@@ -14,6 +14,7 @@ import (
 	"builder/elements"
 	"builder/internal/progress"
 	"builder/internal/redact"
+	"builder/internal/workspace"
 	"builder/rootfs"
 )
 
@@ -27,8 +28,9 @@ type plan struct {
 	secrets  map[string]string // secret-looking caller variables: name -> value
 	redact   *redact.Redactor
 	warnings []string
-	vm       bool   // the vm element: a bootable disk
-	disk     bool   // an output is made from a disk image
+	vm       bool // the vm element: a bootable disk
+	disk     bool // an output is made from a disk image
+	ws       workspace.Workspace
 	aptCache string // the shared package cache (Debian family)
 	aptRun   string // this build's view of it (see aptcache.go)
 	baseKey  string
@@ -169,8 +171,9 @@ func dibEnv(env map[string]string) string {
 	return strings.Join(lines, "\n")
 }
 
-func resolve(ctx context.Context, req Request, cache, work string) (*plan, error) {
-	builtin, err := elements.ExtractBuiltin(filepath.Join(cache, "builder", "elements"))
+func resolve(ctx context.Context, req Request, ws workspace.Workspace, work string) (*plan, error) {
+	cache := ws.Cache
+	builtin, err := elements.ExtractBuiltin(ws.Elements())
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +203,7 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 	if err := installRuntime(tree.Dir); err != nil {
 		return nil, err
 	}
-	p := &plan{res: res, tree: tree, vm: contains(res.Names(), "vm"), breaks: req.Breaks}
+	p := &plan{res: res, tree: tree, ws: ws, vm: contains(res.Names(), "vm"), breaks: req.Breaks}
 	for _, e := range res.Elements {
 		if e.Origin == elements.OriginDIB {
 			p.warnings = append(p.warnings, fmt.Sprintf("element %s comes from diskimage-builder's library (%s): builder has no own version of it", e.Name, dibDir))
@@ -277,8 +280,13 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 			return nil, err
 		}
 	}
+	if req.Env["DIB_LOCKFILES"] == "" {
+		if err := os.MkdirAll(ws.Lockfiles(), 0o755); err != nil {
+			return nil, err
+		}
+	}
 	if elements.Family(distro) == "debian" {
-		p.aptCache = filepath.Join(cache, "apt", fmt.Sprintf("%s-%s-%s", distro, release, req.Arch))
+		p.aptCache = ws.AptCache(distro, release, req.Arch)
 		if err := os.MkdirAll(filepath.Join(p.aptCache, "partial"), 0o755); err != nil {
 			return nil, err
 		}
@@ -286,7 +294,7 @@ func resolve(ctx context.Context, req Request, cache, work string) (*plan, error
 	return p, nil
 }
 
-func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *rootfs.Store, req Request, cache string, run *runDir) (rootfs.Image, error) {
+func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *rootfs.Store, req Request, ws workspace.Workspace, run *runDir) (rootfs.Image, error) {
 	src, ok, err := readRootfsSource(p.res.OS.Dir, p.env, req.Arch)
 	if err != nil {
 		return rootfs.Image{}, err
@@ -298,7 +306,7 @@ func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *ro
 		path := local
 		if strings.HasPrefix(local, "http://") || strings.HasPrefix(local, "https://") {
 			st := t.Step("download (verified, cached)")
-			path, err = rootfs.Fetch(ctx, local, cache, p.env["DIB_LOCAL_IMAGE_SHA256"], logWriter(req, &log))
+			path, err = rootfs.Fetch(ctx, local, ws.Downloads(), p.env["DIB_LOCAL_IMAGE_SHA256"], logWriter(req, &log))
 			if err != nil {
 				st.Fail(err)
 				t.Fail(err)
@@ -339,7 +347,7 @@ func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *ro
 	bs := src.Bootstrap
 	t := rep.Phase("base", fmt.Sprintf("%s %s %s from %s", p.env["DISTRO_NAME"], bs.Suite, bs.Arch, firstMirror(bs.Sources)))
 	img, cached, err := store.EnsureBase(ctx, bs, rootfs.BaseOptions{
-		StateDir: filepath.Join(cache, "builder", "state"),
+		StateDir: ws.State(),
 		AptCache: p.aptCache,
 		TmpDir:   run.Scratch,
 		Offline:  req.Offline,
@@ -495,18 +503,18 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 			}
 		}
 		env["TMPDIR"] = tmp
-		writable = []string{run.Work, p.env["DIB_IMAGE_CACHE"]}
+		writable = []string{run.Work, p.ws.Cache}
 		if l := env["DIB_LOCKFILES"]; l != "" {
 			writable = append(writable, l)
 		}
 		// builder's own state in the cache (the container store) is not
 		// the hooks' to change.
-		readOnly = []string{filepath.Join(p.env["DIB_IMAGE_CACHE"], "builder")}
+		readOnly = []string{p.ws.Own()}
 	}
 	env["TMP_BUILD_DIR"] = run.Work
 	env["TMP_IMAGE_DIR"] = filepath.Join(run.Work, "image")
 	if env["DIB_LOCKFILES"] == "" {
-		env["DIB_LOCKFILES"] = filepath.Join(p.env["DIB_IMAGE_CACHE"], "lockfiles")
+		env["DIB_LOCKFILES"] = p.ws.Lockfiles()
 	}
 
 	id := sha256.New()
@@ -520,11 +528,6 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	var echo interface{ Write([]byte) (int, error) }
 	if req.Verbose || req.Trace > 0 {
 		echo = req.Out
-	}
-	if env["DIB_LOCKFILES"] == filepath.Join(p.env["DIB_IMAGE_CACHE"], "lockfiles") {
-		if err := os.MkdirAll(env["DIB_LOCKFILES"], 0o755); err != nil {
-			return rootfs.Step{}, err
-		}
 	}
 	dibName := strings.TrimSuffix(ph.Name, ".d")
 	st := rootfs.PhaseStep(rootfs.PhaseRun{

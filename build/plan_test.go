@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"builder/elements"
+	"builder/internal/workspace"
 )
 
 // A step's key changes with what can change the tree, and only with that:
@@ -23,7 +24,7 @@ func TestStepIdentityTracksOnlyTreeInputs(t *testing.T) {
 	identity := func(req Request, phase string) string {
 		t.Helper()
 		req = withDefaults(req)
-		p := &plan{res: res, tree: &elements.Tree{Dir: hooks}}
+		p := &plan{res: res, tree: &elements.Tree{Dir: hooks}, ws: workspace.Workspace{Cache: req.ImageCache, RunRoot: t.TempDir()}}
 		p.hookEnv, p.userVars = hookEnvironment(req, res, req.ImageCache, "/builtin", "")
 		st, err := p.phaseStep(req, nil, run, elements.Phase{Name: phase, Inside: true}, nil, p.hookEnv)
 		if err != nil {
@@ -90,7 +91,7 @@ func TestUserVariablesKeyOnlyTheStepsThatReadThem(t *testing.T) {
 	step := func(env map[string]string, phase string) (string, []string) {
 		t.Helper()
 		req := withDefaults(Request{Output: "a", Types: []string{"qcow2"}, Env: UserEnv(envPairs(env))})
-		p := &plan{res: res, tree: &elements.Tree{Dir: hooks}}
+		p := &plan{res: res, tree: &elements.Tree{Dir: hooks}, ws: workspace.Workspace{Cache: req.ImageCache, RunRoot: t.TempDir()}}
 		p.hookEnv, p.userVars = hookEnvironment(req, res, req.ImageCache, "/builtin", "")
 		st, err := p.phaseStep(req, nil, run, elements.Phase{Name: phase, Inside: true}, nil, p.hookEnv)
 		if err != nil {

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"builder/internal/workspace"
 	"context"
 	"io"
 	"os"
@@ -22,7 +23,7 @@ func resolveRamdisk(t *testing.T, env map[string]string, types []string, names .
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := resolve(context.Background(), req, cache, t.TempDir())
+	p, err := resolve(context.Background(), req, workspace.Workspace{Cache: cache, RunRoot: t.TempDir()}, t.TempDir())
 	if err != nil {
 		t.Fatalf("resolve %v: %v", names, err)
 	}

@@ -29,13 +29,13 @@ type runDir struct {
 }
 
 // startRun creates the work directory under tmpDir and takes the run lock
-// under runRoot. Both are released through stack.
-func startRun(tmpDir, runRoot string, useTmpfs bool, stack *cleanup.Stack) (*runDir, error) {
+// in runs (the workspace's). Both are released through stack.
+func startRun(tmpDir, runs string, useTmpfs bool, stack *cleanup.Stack) (*runDir, error) {
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
 		return nil, err
 	}
-	r := &runDir{ID: hex.EncodeToString(b), locks: filepath.Join(runRoot, "runs")}
+	r := &runDir{ID: hex.EncodeToString(b), locks: runs}
 	if err := os.MkdirAll(r.locks, 0o700); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
@@ -94,8 +94,7 @@ func (r *runDir) record(dir string) error {
 
 // reapStaleRuns removes what builds killed without cleanup left behind:
 // their working containers (and mounts) and work directories.
-func reapStaleRuns(runRoot string, store *rootfs.Store) (int, error) {
-	dir := filepath.Join(runRoot, "runs")
+func reapStaleRuns(dir string, store *rootfs.Store) (int, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if os.IsNotExist(err) {

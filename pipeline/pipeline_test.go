@@ -13,8 +13,8 @@ import (
 
 	bt "builder/boottest"
 	"builder/build"
+	"builder/internal/flock"
 	"builder/publish"
-	"builder/publish/flock"
 )
 
 const twoImages = `

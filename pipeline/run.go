@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"builder/internal/redact"
+	"builder/internal/workspace"
 	"context"
 	"errors"
 	"fmt"
@@ -14,8 +15,8 @@ import (
 
 	bt "builder/boottest"
 	"builder/build"
+	"builder/internal/flock"
 	"builder/publish"
-	"builder/publish/flock"
 )
 
 // Options tune a run. The zero value runs every image with the real steps.
@@ -162,7 +163,7 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 		}
 	}
 	r := &runner{f: f, o: o, steps: steps, env: env}
-	r.cache = firstOf(o.ImageCache, f.path(f.Defaults.ImageCache), env["DIB_IMAGE_CACHE"], build.DefaultCacheDir())
+	r.cache = firstOf(o.ImageCache, f.path(f.Defaults.ImageCache), env["DIB_IMAGE_CACHE"], workspace.DefaultCache())
 	r.outDir = firstOf(o.OutputDir, f.path(f.Defaults.OutputDir), f.Dir)
 	if !o.DryRun {
 		if err := os.MkdirAll(r.outDir, 0o755); err != nil {
@@ -242,7 +243,7 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 
 	// Two overlapping scheduled runs must never build the same image at
 	// once: the lock lives in the image cache they share.
-	lockPath := filepath.Join(r.cache, "builder", "locks", "pipeline-"+img.Name+".lock")
+	lockPath := filepath.Join(workspace.New(r.cache).PipelineLocks(), "pipeline-"+img.Name+".lock")
 	lock, err := flock.TryLock(lockPath, "pipeline "+img.Name)
 	if errors.Is(err, flock.ErrBusy) {
 		if !r.o.Wait {
@@ -370,7 +371,7 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 		// The elements as listed: what the user wrote identifies the image
 		// (the build adds their dependencies).
 		Meta:    publish.Metadata{Elements: img.Elements, BuildDate: date, BuilderVersion: publish.BuilderVersion()},
-		LockDir: filepath.Join(r.cache, "builder", "locks"),
+		LockDir: workspace.New(r.cache).PublishLocks(),
 		Out:     &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu},
 	})
 }

@@ -19,7 +19,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
 
-	"builder/publish/flock"
+	"builder/internal/flock"
 )
 
 // Image properties builder reads and writes. The builder_* ones record a

@@ -23,7 +23,7 @@ import (
 // file's .sha256) published next to it, else the hash recorded when it was
 // first downloaded. A cached copy that no longer matches (truncated,
 // corrupted) is deleted and fetched again, never used.
-func Fetch(ctx context.Context, rawURL, cacheDir, expectSHA256 string, log io.Writer) (string, error) {
+func Fetch(ctx context.Context, rawURL, dir, expectSHA256 string, log io.Writer) (string, error) {
 	if log == nil {
 		log = io.Discard
 	}
@@ -32,7 +32,6 @@ func Fetch(ctx context.Context, rawURL, cacheDir, expectSHA256 string, log io.Wr
 		return "", fmt.Errorf("%q is not an http(s) URL", rawURL)
 	}
 	key := sha256.Sum256([]byte(rawURL))
-	dir := filepath.Join(cacheDir, "downloads")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}

@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"bufio"
+	"builder/internal/privilege"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -186,7 +187,7 @@ func (s *Store) importDisk(ctx context.Context, path, format, name string, o Loc
 		return err
 	}
 	switch {
-	case strings.HasPrefix(part.fsType, "ext") && !RealRoot():
+	case strings.HasPrefix(part.fsType, "ext") && !privilege.RealRoot():
 		// debugfs reads ext4 as a plain file, no mount needed.
 		if o.Warn != nil {
 			o.Warn("extracting the root filesystem without mounting it (debugfs): hard links become copies and extended attributes (file capabilities) are not carried over")
@@ -195,7 +196,7 @@ func (s *Store) importDisk(ctx context.Context, path, format, name string, o Loc
 			return fmt.Errorf("debugfs rdump: %v: %s", err, out)
 		}
 	default:
-		if !RealRoot() {
+		if !privilege.RealRoot() {
 			return fmt.Errorf("its root filesystem is %s, which only a loop mount can read, and that needs root: run as root, or give a rootfs tarball", part.fsType)
 		}
 		if err := copyMounted(ctx, raw, part, tree); err != nil {

@@ -22,6 +22,7 @@ package boottest
 
 import (
 	"bufio"
+	"builder/internal/workspace"
 	"context"
 	"errors"
 	"fmt"
@@ -98,7 +99,7 @@ func NewOptions() *Options {
 		Ready:      "marker",
 		User:       bt.DefaultUser,
 		ExpectGrow: true,
-		CacheDir:   bt.DefaultCacheDir(),
+		CacheDir:   workspace.DefaultCache(),
 	}
 }
 

@@ -3,6 +3,7 @@
 package doctor
 
 import (
+	"builder/internal/workspace"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"builder/boottest"
-	"builder/build"
 	"builder/elements"
 	"builder/internal/doctor"
 )
@@ -68,7 +67,7 @@ func Run(ctx context.Context, o *Options) error {
 		cache = os.Getenv("DIB_IMAGE_CACHE")
 	}
 	if cache == "" {
-		cache = build.DefaultCacheDir()
+		cache = workspace.DefaultCache()
 	}
 	tmp := o.TmpDir
 	if tmp == "" {
@@ -77,7 +76,7 @@ func Run(ctx context.Context, o *Options) error {
 	if tmp == "" {
 		tmp = os.TempDir()
 	}
-	fs := doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: tmp, BootCacheDir: boottest.DefaultCacheDir(),
+	fs := doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: tmp, BootCacheDir: workspace.DefaultCache(),
 		Build: true, Bootstrap: true, VM: true, Boot: true, MinFreeBytes: 2 << 30})
 	fs = append(fs, dibLibrary(elements.FindDIBLibrary()))
 	w := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)

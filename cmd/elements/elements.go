@@ -3,6 +3,7 @@
 package elements
 
 import (
+	"builder/internal/workspace"
 	"context"
 	"fmt"
 	"io"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"builder/build"
 	"builder/elements"
 )
 
@@ -30,7 +30,7 @@ type Options struct {
 func (o *Options) library() (*elements.Library, error) {
 	cache := o.ImageCache
 	if cache == "" {
-		cache = build.DefaultCacheDir()
+		cache = workspace.DefaultCache()
 	}
 	builtin, err := elements.ExtractBuiltin(filepath.Join(cache, "builder", "elements"))
 	if err != nil {

@@ -7,20 +7,19 @@ package publish
 
 import (
 	"builder/internal/redact"
+	"builder/internal/workspace"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	bt "builder/boottest"
-	"builder/build"
 	"builder/cmd/image"
 	"builder/publish"
 )
@@ -64,7 +63,7 @@ func NewOptions() *Options {
 		Rotate:        "private",
 		BootTimeout:   bt.DefaultTimeout,
 		ActiveTimeout: 10 * time.Minute,
-		LockDir:       filepath.Join(build.DefaultRunRoot(), "publish"),
+		LockDir:       workspace.New("").PublishLocks(),
 	}
 }
 

@@ -5,6 +5,7 @@
 package doctor
 
 import (
+	"builder/internal/privilege"
 	"context"
 	"errors"
 	"fmt"
@@ -188,7 +189,7 @@ func Privilege(ctx context.Context) Finding {
 				Detail: fmt.Sprintf("in a user namespace with only %d uid(s) mapped: files in the image could not keep their owners", n),
 				Fix:    subidFix(currentUser())}
 		}
-		if rootfs.CapSysAdmin("CapEff") {
+		if privilege.CapSysAdmin("CapEff") {
 			return Finding{Check: check, Status: OK, Detail: "root"}
 		}
 		return Finding{Check: check, Status: OK, Detail: "root without CAP_SYS_ADMIN (an unprivileged container): builds run in a user namespace over the container's ids"}
@@ -226,7 +227,7 @@ func subidFix(u *user.User) string {
 }
 
 func mappingFix() string {
-	if st, err := os.Stat("/usr/bin/newuidmap"); err == nil && st.Mode()&os.ModeSetuid != 0 && !rootfs.CapSysAdmin("CapBnd") {
+	if st, err := os.Stat("/usr/bin/newuidmap"); err == nil && st.Mode()&os.ModeSetuid != 0 && !privilege.CapSysAdmin("CapBnd") {
 		// A setuid newuidmap needs CAP_SYS_ADMIN over the new namespace,
 		// which an unprivileged container's bounding set does not have.
 		return "this looks like an unprivileged container: give newuidmap and newgidmap file capabilities instead of setuid (as root in the image: chmod 0755 /usr/bin/newuidmap /usr/bin/newgidmap; setcap cap_setuid+ep /usr/bin/newuidmap; setcap cap_setgid+ep /usr/bin/newgidmap), as builder's Containerfile does"

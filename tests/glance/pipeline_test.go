@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"builder/publish/flock"
+	"builder/internal/flock"
 
 	"builder/internal/testreq"
 )

@@ -1,4 +1,6 @@
-package rootfs
+// Package privilege tells what this process may do on the host: real root,
+// root of a user namespace, or an ordinary user, and its capabilities.
+package privilege
 
 import (
 	"os"
