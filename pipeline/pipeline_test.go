@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	bt "builder/boottest"
-	"builder/build"
+	"builder/boottest"
+	"builder/imagebuild"
 	"builder/internal/flock"
 	"builder/publish"
 )
@@ -109,7 +109,7 @@ type fakes struct {
 
 func (fk *fakes) steps() Steps {
 	return Steps{
-		Build: func(ctx context.Context, req build.Request) (*build.Result, error) {
+		Build: func(ctx context.Context, req imagebuild.Request) (*imagebuild.Result, error) {
 			fk.mu.Lock()
 			fk.built = append(fk.built, filepath.Base(req.Output)+":"+req.Env["OVERWRITE_OLD_IMAGE"]+":"+req.Env["DIB_RELEASE"])
 			gate := fk.buildGate
@@ -122,13 +122,13 @@ func (fk *fakes) steps() Steps {
 					return nil, errors.New("hook install.d/10-fail exited 1")
 				}
 			}
-			return &build.Result{Outputs: []string{req.Output + ".qcow2"}}, nil
+			return &imagebuild.Result{Outputs: []string{req.Output + ".qcow2"}}, nil
 		},
-		BootTest: func(ctx context.Context, s bt.Spec) (*bt.Report, error) {
+		BootTest: func(ctx context.Context, s boottest.Spec) (*boottest.Report, error) {
 			fk.mu.Lock()
 			defer fk.mu.Unlock()
 			fk.booted = append(fk.booted, filepath.Base(s.Image)+":"+s.Firmware)
-			return &bt.Report{Passed: true}, nil
+			return &boottest.Report{Passed: true}, nil
 		},
 		Inspect: func(ctx context.Context, path string, _ publish.InspectOptions) (*publish.LocalImage, []string, error) {
 			return &publish.LocalImage{Path: path, Firmware: "bios+uefi"}, nil, nil

@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	bt "builder/boottest"
-	"builder/build"
+	"builder/boottest"
+	"builder/imagebuild"
 	"builder/internal/flock"
 	"builder/publish"
 )
@@ -54,18 +54,18 @@ type Publisher interface {
 
 // Steps are the pipeline's moving parts.
 type Steps struct {
-	Build    func(context.Context, build.Request) (*build.Result, error)
-	BootTest func(context.Context, bt.Spec) (*bt.Report, error)
+	Build    func(context.Context, imagebuild.Request) (*imagebuild.Result, error)
+	BootTest func(context.Context, boottest.Spec) (*boottest.Report, error)
 	Inspect  func(context.Context, string, publish.InspectOptions) (*publish.LocalImage, []string, error)
 	Connect  func(context.Context, publish.Credentials) (Publisher, error)
 }
 
 func (s Steps) withDefaults() Steps {
 	if s.Build == nil {
-		s.Build = build.Run
+		s.Build = imagebuild.Run
 	}
 	if s.BootTest == nil {
-		s.BootTest = bt.Run
+		s.BootTest = boottest.Run
 	}
 	if s.Inspect == nil {
 		s.Inspect = publish.Inspect
@@ -306,7 +306,7 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 			}
 		}
 		r.say(img.Name, "boot test (%s)", fw)
-		rep, err := r.steps.BootTest(ctx, bt.Spec{Image: target, Firmware: fw, Timeout: bootCfg.Timeout, CacheDir: r.cache,
+		rep, err := r.steps.BootTest(ctx, boottest.Spec{Image: target, Firmware: fw, Timeout: bootCfg.Timeout, CacheDir: r.cache,
 			Progress: &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu}})
 		if err != nil {
 			res.BootTest = Failed
@@ -378,8 +378,8 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 
 // buildRequest is the build of one image: the environment's DIB_*
 // variables, then the file's variables.
-func (r *runner) buildRequest(img Image, out string, formats []string) build.Request {
-	env := build.UserEnv(r.o.Environ)
+func (r *runner) buildRequest(img Image, out string, formats []string) imagebuild.Request {
+	env := imagebuild.UserEnv(r.o.Environ)
 	for k, v := range r.f.variables(img) {
 		env[k] = v
 	}
@@ -394,7 +394,7 @@ func (r *runner) buildRequest(img Image, out string, formats []string) build.Req
 			ep = append(ep, r.f.path(p))
 		}
 	}
-	return build.Request{
+	return imagebuild.Request{
 		Elements:     img.Elements,
 		Output:       out,
 		Types:        formats,

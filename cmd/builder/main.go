@@ -16,13 +16,13 @@ import (
 	"go.podman.io/buildah"
 	"go.podman.io/storage/pkg/unshare"
 
-	"builder/cmd/boottest"
-	doctorcmd "builder/cmd/doctor"
-	elementscmd "builder/cmd/elements"
-	"builder/cmd/image"
-	pipelinecmd "builder/cmd/pipeline"
-	publishcmd "builder/cmd/publish"
-	ramdiskcmd "builder/cmd/ramdisk"
+	"builder/cmd/boottestcmd"
+	"builder/cmd/doctorcmd"
+	"builder/cmd/elementscmd"
+	"builder/cmd/imagecmd"
+	"builder/cmd/pipelinecmd"
+	"builder/cmd/publishcmd"
+	"builder/cmd/ramdiskcmd"
 	"builder/internal/doctor"
 	"builder/rootfs"
 )
@@ -79,16 +79,16 @@ func run() int {
 		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &image.UsageError{Err: fmt.Errorf("%w (see builder %s --help)", err, c.Name())}
+		return &imagecmd.UsageError{Err: fmt.Errorf("%w (see builder %s --help)", err, c.Name())}
 	})
-	root.AddCommand(image.NewCmdImage(nil), boottest.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
+	root.AddCommand(imagecmd.NewCmdImage(nil), boottestcmd.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
 		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil), doctorcmd.NewCmdDoctor(nil))
 	root.AddCommand(ramdiskcmd.NewCmdRamdisk(nil))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
 	}
-	var bt *boottest.ExitError
+	var bt *boottestcmd.ExitError
 	if errors.As(err, &bt) {
 		// boot-test has printed its verdict already.
 		if errors.Is(err, context.Canceled) {
@@ -101,7 +101,7 @@ func run() int {
 	if errors.As(err, &he) {
 		printHookFailure(he)
 	}
-	var ue *image.UsageError
+	var ue *imagecmd.UsageError
 	if errors.As(err, &ue) {
 		return 2
 	}

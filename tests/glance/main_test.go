@@ -34,8 +34,8 @@ import (
 	"github.com/spf13/cobra"
 	"go.podman.io/buildah"
 
-	pipelinecmd "builder/cmd/pipeline"
-	publishcmd "builder/cmd/publish"
+	"builder/cmd/pipelinecmd"
+	"builder/cmd/publishcmd"
 
 	"builder/internal/testreq"
 )

@@ -1,0 +1,160 @@
+// Package pipelinecmd is `builder pipeline run FILE`: build, boot-test and
+// publish every image of a pipeline file (see builder/pipeline), the job a
+// cron entry or a systemd timer runs (hack/pipeline/).
+package pipelinecmd
+
+import (
+	"builder/internal/redact"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+	"go.podman.io/storage/pkg/unshare"
+
+	"builder/cmd/imagecmd"
+	"builder/pipeline"
+)
+
+// Options are the inputs of `pipeline run`. Tests fill them and call Run.
+type Options struct {
+	// Out receives progress and the summary table, redacted; nil means
+	// os.Stdout.
+	Out io.Writer
+	// Environ is the environment (nil: os.Environ()).
+	Environ []string
+
+	File          string
+	Only          []string
+	StopOnFailure bool
+	Wait          bool
+	DryRun        bool
+	ImageCache    string
+	OutputDir     string
+	Report        string
+	Verbose       bool
+
+	// Steps replaces parts of the pipeline in unit tests.
+	Steps pipeline.Steps
+}
+
+// NewCmdPipeline returns `pipeline` with its `run` subcommand; run
+// replaces Run in tests.
+func NewCmdPipeline(run func(context.Context, *Options) error) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pipeline",
+		Short: "Build, boot-test and publish the images of a pipeline file",
+	}
+	cmd.AddCommand(newCmdRun(run))
+	return cmd
+}
+
+func newCmdRun(run func(context.Context, *Options) error) *cobra.Command {
+	opts := &Options{}
+	cmd := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Build, boot-test and publish every image of FILE",
+		Long: `Run the pipeline in FILE (YAML): for each image, build it, boot-test it and
+publish it to the clouds it names, one image after the other. A failing
+image does not stop the others unless --stop-on-failure. The run ends with
+a summary table and exits non-zero when any image failed.
+
+Each image is built under a lock in the image cache: when another run
+(an overlapping cron job) holds it, the image is skipped and the summary
+says so, or, with --wait, the run waits for it.
+
+FILE:
+  defaults:
+    image_cache: /var/cache/builder
+    output_dir: images              # relative to FILE
+    publish: {clouds: [prod], visibility: public, keep: 3}
+  images:
+    - name: debian-12
+      elements: [debian, vm]
+      packages: [vim]
+      variables: {DIB_RELEASE: bookworm}
+      size: 4
+      formats: [qcow2]
+      boot_test: {firmware: bios, timeout: 15m}     # or false
+      publish: {name: "Debian 12", rotate: rename}
+
+In publish.clouds, "env" means the OS_* variables of the environment; other
+names are clouds.yaml entries.`,
+		Example: `  builder pipeline run /etc/builder/pipeline.yaml
+  builder pipeline run --only debian-12 --wait --report /var/log/builder/last.json pipeline.yaml`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return &imagecmd.UsageError{Err: fmt.Errorf("expected one pipeline FILE, got %d arguments: use builder pipeline run FILE", len(args))}
+			}
+			return nil
+		},
+		PreRun: func(cmd *cobra.Command, args []string) {
+			// Builds need the image files' owners: not root, continue in a
+			// user namespace with the subordinate ids, as builder image does.
+			unshare.MaybeReexecUsingUserNamespace(false)
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.File = args[0]
+			opts.Out = cmd.OutOrStdout()
+			if run != nil {
+				return run(cmd.Context(), opts)
+			}
+			return Run(cmd.Context(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&opts.Only, "only", nil, "run only these images (comma separated names)")
+	f.BoolVar(&opts.StopOnFailure, "stop-on-failure", false, "leave the remaining images out after the first failure")
+	f.BoolVar(&opts.Wait, "wait", false, "wait for an image another run is working on, instead of skipping it")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "check FILE and print what would be built and published")
+	f.StringVar(&opts.ImageCache, "image-cache", "", "image cache (default: the file's image_cache, DIB_IMAGE_CACHE or ~/.cache/image-create)")
+	f.StringVar(&opts.OutputDir, "output-dir", "", "where the images are written (default: the file's output_dir, or its directory)")
+	f.StringVar(&opts.Report, "report", "", "write the summary as JSON to `FILE` (without secrets)")
+	f.BoolVarP(&opts.Verbose, "verbose", "v", false, "show the output of every hook")
+	return cmd
+}
+
+// Run runs the pipeline and prints the summary. The error says how many
+// images failed.
+func Run(ctx context.Context, o *Options) (err error) {
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	f, err := pipeline.Load(o.File)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return &imagecmd.UsageError{Err: err}
+		}
+		return &imagecmd.UsageError{Err: fmt.Errorf("%w (fix the file; builder pipeline run --help shows its format)", err)}
+	}
+	red := redact.New()
+	out := red.Writer(o.Out)
+	defer out.Flush()
+	sum, err := pipeline.Run(ctx, f, pipeline.Options{
+		ImageCache:    o.ImageCache,
+		OutputDir:     o.OutputDir,
+		Only:          o.Only,
+		StopOnFailure: o.StopOnFailure,
+		Wait:          o.Wait,
+		DryRun:        o.DryRun,
+		Verbose:       o.Verbose,
+		Environ:       o.Environ,
+		Out:           out,
+		Redact:        red,
+		Steps:         o.Steps,
+	})
+	if sum == nil {
+		return &imagecmd.UsageError{Err: err}
+	}
+	fmt.Fprintln(out)
+	sum.WriteTable(out)
+	if o.Report != "" {
+		if rerr := sum.WriteJSON(o.Report, red); rerr != nil && err == nil {
+			err = rerr
+		}
+	}
+	return red.Error(err)
+}

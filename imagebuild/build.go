@@ -1,0 +1,602 @@
+package imagebuild
+
+import (
+	"builder/internal/workspace"
+	"context"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"builder/assemble"
+	"builder/elements"
+	"builder/internal/cleanup"
+	"builder/internal/doctor"
+	"builder/internal/fsutil"
+	"builder/internal/progress"
+	"builder/rootfs"
+)
+
+// Result is what a build produced.
+type Result struct {
+	Outputs  []string
+	Elements []string
+	Image    rootfs.Image
+	Disk     *assemble.Disk
+}
+
+// minFreeBytes is the free space a build wants in the cache and the temp
+// dir: a base, the steps of a small image and its disk.
+const minFreeBytes = 2 << 30
+
+// defaultBlockDevice is the layout vm gets when none is named: one GPT disk
+// that boots under BIOS and UEFI.
+const defaultBlockDevice = "block-device-efi"
+
+// Run builds the image described by req.
+func Run(ctx context.Context, req Request) (res *Result, err error) {
+	rep := progress.New(req.Out)
+	var stack cleanup.Stack
+	defer func() {
+		if cerr := stack.Run(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
+		}
+		rep.Summary()
+	}()
+	req = withDefaults(req)
+	outs, err := planOutputs(req)
+	if err != nil {
+		return nil, err
+	}
+	if req.Arch != "amd64" {
+		return nil, fmt.Errorf("architecture %q is not supported yet: use -a amd64", req.Arch)
+	}
+	ws := workspace.Workspace{Cache: req.ImageCache, RunRoot: req.RunRoot}
+	cache := ws.Cache
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return nil, fmt.Errorf("image cache %s: %w", cache, err)
+	}
+	run, err := startRun(req.TmpDir, ws.Runs(), !req.NoTmpfs, &stack)
+	if err != nil {
+		return nil, err
+	}
+
+	// Elements.
+	t := rep.Phase("resolve", strings.Join(req.Elements, " "))
+	plan, err := resolve(ctx, req, ws, run.Work)
+	if err != nil {
+		t.Fail(err)
+		return nil, err
+	}
+	// Ramdisk builds and no-final-image change the outputs (ramdisk.go).
+	if outs, err = plan.ramdiskOutputs(req, outs); err != nil {
+		t.Fail(err)
+		return nil, err
+	}
+	t.Done(fmt.Sprintf("%d elements: %s", len(plan.res.Elements), strings.Join(plan.res.Names(), " ")))
+	for _, w := range plan.warnings {
+		t.Printf("warning: %s", w)
+	}
+	// What this build needs of the machine, before any work: the same
+	// checks and words as `builder doctor`.
+	if err := doctor.Err(doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: req.TmpDir, Build: true, VM: plan.vm, MinFreeBytes: minFreeBytes})); err != nil {
+		return nil, err
+	}
+
+	// Store and base.
+	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: ws.Store(), RunRoot: ws.StoreRunRoot()})
+	if err != nil {
+		return nil, err
+	}
+	stack.Push("container store", store.Close)
+	t.Printf("container store: %s storage driver", store.Driver())
+	if n, err := reapStaleRuns(ws.Runs(), store); err != nil {
+		t.Printf("warning: cleaning up after earlier killed builds: %v", err)
+	} else if n > 0 {
+		t.Printf("removed what %d killed build(s) left behind", n)
+	}
+
+	base, err := plan.ensureBase(ctx, rep, store, req, ws, run)
+	if err != nil {
+		return nil, err
+	}
+
+	if err := checkSizeAgainstBase(req, store, base); err != nil {
+		return nil, err
+	}
+	final, err := plan.runPhases(ctx, req, rep, store, base, run, &stack)
+	if err != nil {
+		return nil, keepLogs(plan.redact.Error(err), run, outs)
+	}
+	if err := checkNoSecrets(ctx, store, final, plan.secrets, ws.State()); err != nil {
+		return nil, err
+	}
+
+	res = &Result{Elements: plan.res.Names(), Image: final}
+	disk, err := writeOutputs(ctx, req, rep, store, final, plan, run, outs, &stack)
+	if err != nil {
+		return nil, err
+	}
+	res.Disk = disk
+	for _, o := range outs {
+		res.Outputs = append(res.Outputs, o.Final)
+	}
+	return res, nil
+}
+
+// checkSizeAgainstBase refuses an --image-size that cannot even hold the
+// base root filesystem, before the slow steps run. The exact check, against
+// the finished tree, happens again before assembly.
+func checkSizeAgainstBase(req Request, store *rootfs.Store, base rootfs.Image) error {
+	if req.ImageSizeGiB <= 0 || base.Name == "scratch" {
+		return nil
+	}
+	size, err := store.ImageSize(base.Name)
+	if err != nil || size <= 0 {
+		return nil
+	}
+	// ext4 metadata and journal, the BIOS boot and EFI partitions.
+	need := size + size/20 + (64+101)<<20
+	want := int64(req.ImageSizeGiB * (1 << 30))
+	if want < need {
+		return fmt.Errorf("image size %.2f GiB is too small: the base system alone needs %s; use --image-size %.1f or more, or leave it out to size from the content",
+			req.ImageSizeGiB, humanBytes(need), float64(need)/(1<<30)+0.5)
+	}
+	return nil
+}
+
+// runPhases runs the phases in DIB's order: root.d, DIB's create_base
+// (resolv.conf kept as .ORIG), extra-data.d on every build keyed by what it
+// changed (it copies host data in, whose identity is only known then), the
+// rest as cached steps, and DIB's finalise_base after cleanup.d.
+func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporter, store *rootfs.Store, base rootfs.Image, run *runDir, stack *cleanup.Stack) (rootfs.Image, error) {
+	opts := rootfs.ChainOptions{
+		Isolation:  rootfs.Isolation(req.Isolation),
+		Runtime:    req.Runtime,
+		RunID:      run.ID,
+		Cleanup:    stack,
+		NoCache:    req.NoCache,
+		DebugShell: req.DebugShell,
+		DebugOut:   req.DebugOut,
+		Warn:       func(s string) { rep.Note("warning: %s", p.redact.String(s)) },
+	}
+	if err := p.startAptRun(run, stack); err != nil {
+		return rootfs.Image{}, err
+	}
+	early, err := p.steps(req, rep, run, base.Key, "root.d", "root.d")
+	if err != nil {
+		return rootfs.Image{}, err
+	}
+	if base.Name == "scratch" && len(early) == 0 {
+		return rootfs.Image{}, fmt.Errorf("operating-system element %s has neither a rootfs-source.yaml nor root.d hooks: nothing makes the root filesystem", p.res.OS.Name)
+	}
+	early = append(early, treeStep(rep, "create-base", "resolv.conf kept as resolv.conf.ORIG", rootfs.SaveResolvConf))
+	img, err := store.RunChain(ctx, base, early, opts)
+	if err != nil {
+		return rootfs.Image{}, err
+	}
+	extra, ok, err := p.hookStep(req, rep, run, elements.Phase{Name: "extra-data.d"}, copyEnv(p.hookEnv))
+	if err != nil {
+		return rootfs.Image{}, err
+	}
+	if ok {
+		if img, err = store.RunChain(ctx, img, []rootfs.Step{extra}, opts); err != nil {
+			return rootfs.Image{}, err
+		}
+		// extra-data.d may have added hooks (DIB lists phases when they run).
+		if err := p.tree.Rescan(); err != nil {
+			return rootfs.Image{}, err
+		}
+	}
+	rest, err := p.steps(req, rep, run, img.Key, "pre-install.d", "cleanup.d")
+	if err != nil {
+		return rootfs.Image{}, err
+	}
+	rest = append(rest, treeStep(rep, "finalise-base", "resolv.conf, /tmp, logs", rootfs.FinaliseBase))
+	return store.RunChain(ctx, img, rest, opts)
+}
+
+// treeStep is one of builder's own edits of the tree, keyed by builder's
+// runtime (what it does is fixed code).
+func treeStep(rep *progress.Reporter, name, what string, edit func(context.Context, string) error) rootfs.Step {
+	var t *progress.Task
+	return rootfs.Step{
+		Name: name, Kind: rootfs.Tree, Identity: "runner=" + rootfs.RunnerID(), Edit: edit,
+		Begin: func() { t = rep.Phase(name, what) },
+		End: func(cached bool, err error) {
+			switch {
+			case err != nil:
+				t.Fail(err)
+			case cached:
+				t.Done("cached")
+			default:
+				t.Done("")
+			}
+		},
+	}
+}
+
+func withDefaults(req Request) Request {
+	if req.Arch == "" {
+		req.Arch = "amd64"
+	}
+	if req.Arch == "x86_64" {
+		req.Arch = "amd64"
+	}
+	if req.ImageCache == "" {
+		req.ImageCache = workspace.DefaultCache()
+	}
+	if req.TmpDir == "" {
+		req.TmpDir = os.TempDir()
+	}
+	if req.RunRoot == "" {
+		req.RunRoot = workspace.DefaultRunRoot()
+	}
+	if req.Isolation == "" {
+		req.Isolation = "chroot"
+	}
+	if req.RootLabel == "" {
+		req.RootLabel = req.Env["ROOT_LABEL"]
+	}
+	if req.Env == nil {
+		req.Env = map[string]string{}
+	}
+	if req.Out == nil {
+		req.Out = io.Discard
+	}
+	return req
+}
+
+// keepLogs moves the per-hook logs of a failed build next to the output,
+// where they survive the work directory's removal.
+func keepLogs(err error, run *runDir, outs []output) error {
+	var he *rootfs.HookError
+	if !errors.As(err, &he) || len(outs) == 0 {
+		return err
+	}
+	src := filepath.Join(run.Work, "logs")
+	if _, serr := os.Stat(src); serr != nil {
+		return err
+	}
+	base := strings.TrimSuffix(outs[0].Final, "."+outs[0].Type)
+	dst := base + ".d"
+	if mkerr := os.MkdirAll(dst, 0o755); mkerr != nil {
+		return err
+	}
+	dstLogs := filepath.Join(dst, "logs")
+	os.RemoveAll(dstLogs)
+	if rerr := os.Rename(src, dstLogs); rerr == nil && he.Log != "" {
+		he.Log = filepath.Join(dstLogs, filepath.Base(he.Log))
+	}
+	return err
+}
+
+// writeOutputs makes every output from the final image: the disk (once) and
+// its conversions, the tree archives and the container image, in parallel,
+// then puts them all in place together.
+func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, store *rootfs.Store, final rootfs.Image, plan *plan, run *runDir, outs []output, stack *cleanup.Stack) (*assemble.Disk, error) {
+	root, release, err := store.MountImage(final.Name)
+	if err != nil {
+		return nil, err
+	}
+	h := stack.Push("image mount", release)
+	defer h.Release()
+
+	placeManifests, err := stageManifests(root, plan.env["DIB_MANIFEST_IMAGE_DIR"], outs, stack)
+	if err != nil {
+		return nil, err
+	}
+	tempHandles := map[string]cleanup.Handle{}
+	for _, o := range outs {
+		o := o
+		tempHandles[o.Temp] = stack.Push("partial output "+o.Temp, func() error {
+			var errs []error
+			for _, p := range []string{o.Temp, o.Temp + ".md5", o.Temp + ".sha256"} {
+				if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+					errs = append(errs, err)
+				}
+			}
+			return errors.Join(errs...)
+		})
+	}
+
+	var disk *assemble.Disk
+	rawPath := ""
+	if plan.disk {
+		if disk, rawPath, err = buildDisk(ctx, req, rep, root, plan, run, outs); err != nil {
+			return nil, err
+		}
+	}
+
+	// Everything below reads the raw disk or the mounted tree only.
+	var wg sync.WaitGroup
+	errs := make([]error, len(outs)+1)
+	for i, o := range outs {
+		if o.Type == "raw" {
+			continue
+		}
+		wg.Add(1)
+		go func(i int, o output) {
+			defer wg.Done()
+			ct := rep.Phase("write "+o.Type, filepath.Base(o.Final))
+			var err error
+			if treeTypes[o.Type] {
+				err = assemble.WriteTree(ctx, root, o.Temp, assemble.TreeFormat(o.Type))
+			} else if ramdiskTypes[o.Type] {
+				err = plan.writeRamdiskOutput(ctx, root, o, ct) // ramdisk.go
+			} else {
+				var note string
+				note, err = assemble.ConvertWithNote(ctx, rawPath, o.Temp, assemble.Format(o.Type), assemble.ConvertOptions{
+					Compress:       !req.Uncompressed,
+					Compression:    "zstd",
+					QemuImgOptions: req.QemuImgOpts,
+				})
+				if note != "" {
+					ct.Printf("%s", note)
+				}
+			}
+			if err != nil {
+				ct.Fail(err)
+				errs[i] = err
+				return
+			}
+			size := int64(0)
+			if fi, err := os.Stat(o.Temp); err == nil {
+				size = fi.Size()
+			}
+			ct.Done(humanBytes(size))
+		}(i, o)
+	}
+	if req.wantsDocker() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ct := rep.Phase("write docker", req.DockerTarget)
+			storage, err := rootfs.LocalStorage()
+			if err == nil {
+				err = store.ExportImage(ctx, final.Name, storage, req.DockerTarget, nil)
+			}
+			if err != nil {
+				ct.Fail(err)
+				errs[len(outs)] = err
+				return
+			}
+			ct.Done("container storage " + storage)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	if req.Checksum || req.Env["DIB_CHECKSUM"] != "" {
+		ct := rep.Phase("checksum", "md5, sha256")
+		for _, o := range outs {
+			if err := writeChecksums(o, req.Env["DIB_CHECKSUM"]); err != nil {
+				ct.Fail(err)
+				return nil, err
+			}
+		}
+		ct.Done("")
+	}
+	// Files hooks wrote as outputs (DIB's $IMAGE_NAME.* in their working
+	// directory), staged beside the others.
+	hooked, err := collectHookOutputs(final, req)
+	if err != nil {
+		return nil, err
+	}
+	taken := map[string]bool{}
+	for _, o := range outs {
+		taken[o.Final] = true
+	}
+	outDir := filepath.Dir(absOutput(req))
+	placeHooked, err := hooked.stage(outDir, taken, req.Env["OVERWRITE_OLD_IMAGE"], stack)
+	if err != nil {
+		return nil, err
+	}
+	// Every output is complete: put them all in place.
+	pt := rep.Phase("outputs", fmt.Sprintf("%d files", len(outs)+len(hooked.files)))
+	for _, n := range hooked.skip {
+		pt.Printf("note: a hook left %s in its working directory; only files named after the image (%s.*) become outputs", n, filepath.Base(imageName(req)))
+	}
+	for _, o := range outs {
+		if err := keepOld(o.Final, req.Env["OVERWRITE_OLD_IMAGE"]); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(o.Temp, o.Final); err != nil {
+			return nil, fmt.Errorf("put %s in place: %w", o.Final, err)
+		}
+		tempHandles[o.Temp].Forget()
+		for _, ext := range []string{".md5", ".sha256"} {
+			if _, err := os.Stat(o.Temp + ext); err == nil {
+				if err := os.Rename(o.Temp+ext, o.Final+ext); err != nil {
+					return nil, err
+				}
+			}
+		}
+		pt.Printf("%s", o.Final)
+	}
+	if err := placeManifests(); err != nil {
+		pt.Fail(err)
+		return nil, err
+	}
+	placed, err := placeHooked()
+	for _, p := range placed {
+		pt.Printf("%s (written by a hook)", p)
+	}
+	if err != nil {
+		pt.Fail(err)
+		return nil, err
+	}
+	pt.Done("")
+	return disk, nil
+}
+
+// buildDisk plans and writes the raw disk: in place when raw is an output,
+// else as a scratch file the conversions read.
+func buildDisk(ctx context.Context, req Request, rep *progress.Reporter, root string, plan *plan, run *runDir, outs []output) (*assemble.Disk, string, error) {
+	t := rep.Phase("assemble", layoutName(plan.layout.Source))
+	spec := assemble.DiskSpec{RootDir: root, Layout: plan.layout, HeadroomBytes: 256 << 20}
+	if req.ImageSizeGiB > 0 {
+		spec.SizeBytes = int64(req.ImageSizeGiB * (1 << 30))
+	}
+	if mb, err := strconv.ParseInt(plan.env["DIB_IMAGE_EXTRA_SIZE"], 10, 64); err == nil && mb > 0 {
+		spec.HeadroomBytes += mb << 20
+	}
+	disk, err := assemble.PlanDisk(ctx, spec)
+	if err != nil {
+		t.Fail(err)
+		return nil, "", err
+	}
+	rawPath := filepath.Join(run.Scratch, "disk.raw")
+	for _, o := range outs {
+		if o.Type == "raw" {
+			rawPath = o.Temp
+		}
+	}
+	if err := assemble.BuildDisk(ctx, disk, rawPath); err != nil {
+		t.Fail(err)
+		return nil, "", err
+	}
+	t.Printf("%s assembler: %s", disk.Assembler, disk.AssemblerReason)
+	t.Done(fmt.Sprintf("%s disk, root %s (%d files)", humanBytes(disk.Table.DiskSizeBytes), humanBytes(disk.RootFSBytes), disk.Usage.Files))
+	return disk, rawPath, nil
+}
+
+// layoutName shortens a layout's source for progress lines.
+func layoutName(src string) string {
+	if filepath.IsAbs(src) {
+		return filepath.Base(filepath.Dir(src)) + "/" + filepath.Base(src)
+	}
+	return src
+}
+
+// stageManifests copies the image's manifest directory (DIB's manifests
+// element: /etc/dib-manifests unless DIB_MANIFEST_IMAGE_DIR says otherwise)
+// beside the outputs; the returned function puts the copy in place as
+// NAME.d/dib-manifests, together with the outputs.
+func stageManifests(root, manifestDir string, outs []output, stack *cleanup.Stack) (func() error, error) {
+	if manifestDir == "" {
+		manifestDir = "/etc/dib-manifests"
+	}
+	src := filepath.Join(root, filepath.Clean("/"+manifestDir))
+	if _, err := os.Stat(src); err != nil || len(outs) == 0 {
+		return func() error { return nil }, nil
+	}
+	dir := strings.TrimSuffix(outs[0].Final, "."+outs[0].Type) + ".d"
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("manifests: %w", err)
+	}
+	h := stack.Push("staged manifests "+tmp, func() error { return os.RemoveAll(tmp) })
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if err := fsutil.CopyFile(filepath.Join(src, e.Name()), filepath.Join(tmp, e.Name()), 0o644); err != nil {
+			return nil, fmt.Errorf("manifests: %w", err)
+		}
+	}
+	return func() error {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		final := filepath.Join(dir, "dib-manifests")
+		if err := os.RemoveAll(final); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, final); err != nil {
+			return fmt.Errorf("manifests: %w", err)
+		}
+		h.Forget()
+		return nil
+	}, nil
+}
+
+// keepOld renames an existing output with its date, as DIB does, unless
+// OVERWRITE_OLD_IMAGE is set.
+func keepOld(final, overwrite string) error {
+	fi, err := os.Stat(final)
+	if err != nil {
+		return nil
+	}
+	if overwrite != "" && overwrite != "0" {
+		return nil
+	}
+	ext := filepath.Ext(final)
+	old := strings.TrimSuffix(final, ext) + "-" + fi.ModTime().Format("2006.01.02-15.04.05") + ext
+	if err := os.Rename(final, old); err != nil {
+		return fmt.Errorf("keep the previous %s: %w", final, err)
+	}
+	return nil
+}
+
+// writeChecksums writes OUTPUT.md5 and OUTPUT.sha256 ("<hex>  <name>") next
+// to the temporary output; they move into place with it. which is
+// DIB_CHECKSUM: empty or 1 for both, or a comma list of md5 and sha256.
+func writeChecksums(o output, which string) error {
+	want := map[string]bool{"md5": true, "sha256": true}
+	if which != "" && which != "1" {
+		want = map[string]bool{}
+		for _, w := range strings.Split(which, ",") {
+			want[strings.TrimSpace(w)] = true
+		}
+	}
+	f, err := os.Open(o.Temp)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	hs := map[string]hash.Hash{}
+	var ws []io.Writer
+	for _, n := range []string{"md5", "sha256"} {
+		if !want[n] {
+			continue
+		}
+		if n == "md5" {
+			hs[n] = md5.New()
+		} else {
+			hs[n] = sha256.New()
+		}
+		ws = append(ws, hs[n])
+	}
+	if _, err := io.Copy(io.MultiWriter(ws...), f); err != nil {
+		return fmt.Errorf("checksum %s: %w", o.Final, err)
+	}
+	names := make([]string, 0, len(hs))
+	for n := range hs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		line := hex.EncodeToString(hs[n].Sum(nil)) + "  " + filepath.Base(o.Final) + "\n"
+		if err := os.WriteFile(o.Temp+"."+n, []byte(line), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+}
