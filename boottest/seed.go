@@ -1,6 +1,7 @@
 package boottest
 
 import (
+	"builder/internal/hosttools"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -104,19 +105,17 @@ func hashPassword(ctx context.Context, password string) (hash, how string, err e
 	return sha512Crypt(password, rand.Text()[:16]), "go", nil
 }
 
-// lookTool finds a program in PATH, then in the sbin directories that a
-// non-root PATH often lacks (mkfs.vfat lives in /usr/sbin).
+// lookTool finds a program as every part of builder does (hosttools);
+// pkg is named in the error when hosttools does not know the tool.
 func lookTool(name, pkg string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
+	p, err := hosttools.Look(name)
+	if err == nil {
 		return p, nil
 	}
-	for _, d := range []string{"/usr/sbin", "/sbin", "/usr/local/sbin"} {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
-		}
+	if hosttools.Packages[name] == "" {
+		return "", &UsageError{Msg: fmt.Sprintf("%s not found: install %s", name, pkg), Err: err}
 	}
-	return "", &UsageError{Msg: fmt.Sprintf("%s not found: install %s", name, pkg), Err: exec.ErrNotFound}
+	return "", &UsageError{Msg: err.Error(), Err: err}
 }
 
 // makeSeed writes a NoCloud seed to dir/seed.img: a 2 MiB FAT filesystem

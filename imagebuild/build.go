@@ -88,7 +88,7 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	}
 	// What this build needs of the machine, before any work: the same
 	// checks and words as `builder doctor`.
-	if err := doctor.Err(doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: req.TmpDir, Build: true, VM: plan.vm, MinFreeBytes: minFreeBytes})); err != nil {
+	if err := doctor.Err(doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: req.TmpDir, Build: true, VM: plan.vm, MinFreeBytes: minFreeBytes, StorageDrivers: rootfs.DriverOrder()})); err != nil {
 		return nil, err
 	}
 
@@ -378,10 +378,10 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		return nil, err
 	}
 
-	if req.Checksum || req.Env["DIB_CHECKSUM"] != "" {
-		ct := rep.Phase("checksum", "md5, sha256")
+	if req.Checksum != "" {
+		ct := rep.Phase("checksum", req.Checksum)
 		for _, o := range outs {
-			if err := writeChecksums(o, req.Env["DIB_CHECKSUM"]); err != nil {
+			if err := writeChecksums(o, req.Checksum); err != nil {
 				ct.Fail(err)
 				return nil, err
 			}
@@ -545,15 +545,12 @@ func keepOld(final, overwrite string) error {
 }
 
 // writeChecksums writes OUTPUT.md5 and OUTPUT.sha256 ("<hex>  <name>") next
-// to the temporary output; they move into place with it. which is
-// DIB_CHECKSUM: empty or 1 for both, or a comma list of md5 and sha256.
+// to the temporary output; they move into place with it. which is a comma
+// list of md5 and sha256 (Request.Checksum).
 func writeChecksums(o output, which string) error {
-	want := map[string]bool{"md5": true, "sha256": true}
-	if which != "" && which != "1" {
-		want = map[string]bool{}
-		for _, w := range strings.Split(which, ",") {
-			want[strings.TrimSpace(w)] = true
-		}
+	want := map[string]bool{}
+	for _, w := range strings.Split(which, ",") {
+		want[strings.TrimSpace(w)] = true
 	}
 	f, err := os.Open(o.Temp)
 	if err != nil {

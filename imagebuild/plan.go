@@ -1,6 +1,7 @@
 package imagebuild
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -70,7 +71,7 @@ func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, d
 		"DIB_OFFLINE":     map[bool]string{true: "1", false: ""}[req.Offline],
 		"DIB_NO_TMPFS":    map[bool]string{true: "1", false: "0"}[req.NoTmpfs],
 		"DIB_MIN_TMPFS":   "2",
-		"DIB_CHECKSUM":    map[bool]string{true: "1", false: "0"}[req.Checksum],
+		"DIB_CHECKSUM":    cmp.Or(req.Checksum, "0"),
 		"COMPRESS_IMAGE":  map[bool]string{true: "", false: "true"}[req.Uncompressed],
 		"IMAGE_TYPE":      firstOr(req.Types, "qcow2"),
 		"FS_TYPE":         "ext4",

@@ -24,11 +24,11 @@ type Request struct {
 	ImageCache   string   // --image-cache
 	NoTmpfs      bool     // --no-tmpfs (accepted; builder uses no tmpfs)
 	SkipBase     bool     // -n
-	Checksum     bool
-	Uncompressed bool   // -u
-	QemuImgOpts  string // --qemu-img-options
-	RootLabel    string // --root-label ("" = cloudimg-rootfs, img-rootfs for xfs)
-	MkfsOptions  string // --mkfs-options, for the root filesystem
+	Checksum     string   // --checksum, DIB_CHECKSUM: "md5,sha256", "md5", "sha256" or ""
+	Uncompressed bool     // -u
+	QemuImgOpts  string   // --qemu-img-options
+	RootLabel    string   // --root-label ("" = cloudimg-rootfs, img-rootfs for xfs)
+	MkfsOptions  string   // --mkfs-options, for the root filesystem
 	// Env holds the user's build variables (DIB_*, proxies): see UserEnv.
 	Env          map[string]string
 	ElementsPath []string
@@ -53,6 +53,8 @@ type Request struct {
 	// pre-finalise, finalise, cleanup). A debug shell opens there
 	// (DebugShell must be set).
 	Breaks map[string]bool
+	// RamdiskElement is the element `builder ramdisk` adds first.
+	RamdiskElement string
 	// Args is the command line as given (DIB_ARGS for hooks).
 	Args []string
 	// DIBElements is diskimage-builder's element directory, searched after

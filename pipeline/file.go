@@ -17,6 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"builder/imagebuild"
 	"builder/publish"
 )
 
@@ -56,6 +57,10 @@ type Defaults struct {
 	Variables  map[string]string `yaml:"variables"`
 	BootTest   *BootTest         `yaml:"boot_test"`
 	Publish    *Publish          `yaml:"publish"`
+	// Settings are builder image's other settings, by their names in
+	// imagebuild.Settings (arch, checksum, offline, root_label,
+	// qemu_img_options, no_tmpfs, trace, ...).
+	Settings map[string]any `yaml:",inline"`
 }
 
 // Image is one image of the pipeline.
@@ -68,6 +73,56 @@ type Image struct {
 	Formats   []string          `yaml:"formats"`
 	BootTest  *BootTest         `yaml:"boot_test"`
 	Publish   *Publish          `yaml:"publish"`
+	// Settings: as in Defaults, for this image.
+	Settings map[string]any `yaml:",inline"`
+}
+
+// pipelineOwned are settings the pipeline decides itself (the output's
+// place and the cache come from output_dir and image_cache; formats, size
+// and packages have their own keys).
+var pipelineOwned = map[string]string{
+	"output":      "output_dir and the image's name",
+	"image_cache": "image_cache under defaults",
+}
+
+// checkSettings refuses keys that are no setting, with the list of those
+// that are.
+func checkSettings(where string, m map[string]any) error {
+	for k, v := range m {
+		s, ok := imagebuild.SettingByName(k)
+		if !ok {
+			var names []string
+			for _, s := range imagebuild.Settings {
+				if pipelineOwned[s.Name] == "" {
+					names = append(names, s.Name)
+				}
+			}
+			return fmt.Errorf("%s: unknown key %q: an image takes name, elements, packages, variables, size, formats, boot_test, publish and builder image's settings %s", where, k, strings.Join(names, ", "))
+		}
+		if by := pipelineOwned[s.Name]; by != "" {
+			return fmt.Errorf("%s: %s is set by %s in a pipeline file", where, k, by)
+		}
+		switch v.(type) {
+		case string, bool, int, float64, nil:
+		default:
+			return fmt.Errorf("%s: %s takes one value (a string, number or true/false)", where, k)
+		}
+	}
+	return nil
+}
+
+// settingValues are a Settings map's values as the settings table reads
+// them.
+func settingValues(m map[string]any) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if v == nil {
+			out[k] = ""
+			continue
+		}
+		out[k] = fmt.Sprint(v)
+	}
+	return out
 }
 
 // BootTest configures the local boot test; `boot_test: false` turns it off.
@@ -157,6 +212,9 @@ func Parse(data []byte, dir string) (*File, error) {
 	if len(f.Images) == 0 {
 		return nil, errors.New("no images: list them under images:, each with a name and elements")
 	}
+	if err := checkSettings("defaults", f.Defaults.Settings); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for i, img := range f.Images {
 		where := fmt.Sprintf("images[%d]", i)
@@ -170,6 +228,9 @@ func Parse(data []byte, dir string) (*File, error) {
 			return nil, fmt.Errorf("%s: listed twice: names must be unique", where)
 		}
 		seen[img.Name] = true
+		if err := checkSettings(where, img.Settings); err != nil {
+			return nil, err
+		}
 		if len(img.Elements) == 0 {
 			return nil, fmt.Errorf("%s: no elements: give at least an operating system and vm, e.g. elements: [debian, vm]", where)
 		}

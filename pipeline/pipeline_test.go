@@ -66,7 +66,7 @@ func TestParseErrors(t *testing.T) {
 		{"images:\n  - name: a b\n    elements: [x]", "must be letters"},
 		{"images:\n  - name: a\n", "no elements"},
 		{"images:\n  - name: a\n    elements: [x]\n  - name: a\n    elements: [x]", "listed twice"},
-		{"images:\n  - name: a\n    elemnts: [x]", "field elemnts not found"},
+		{"images:\n  - name: a\n    elemnts: [x]", `unknown key "elemnts"`},
 		{"images:\n  - name: a\n    elements: [x]\n    formats: [tar]\n    publish: {clouds: [c]}", "not a disk image Glance takes"},
 		{"images:\n  - name: a\n    elements: [x]\n    publish: {clouds: [c], visibility: world}", "visibility"},
 		{"images:\n  - name: a\n    elements: [x]\n    publish: {clouds: [c], format: raw}", "not among"},

@@ -263,7 +263,12 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 
 	// Build.
 	r.say(img.Name, "build: %s", strings.Join(img.Elements, " "))
-	req := r.buildRequest(img, out, formats)
+	req, err := r.f.Request(img, r.o.Environ, r.cache, out)
+	if err != nil {
+		res.Build = Failed
+		return fail("build", err)
+	}
+	req.Verbose = r.o.Verbose
 	for k, v := range req.Env {
 		// Build variables end up in the image's manifests (and hooks
 		// see them): a cloud credential must never be one.
@@ -376,11 +381,13 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 	})
 }
 
-// buildRequest is the build of one image: the environment's DIB_*
-// variables, then the file's variables.
-func (r *runner) buildRequest(img Image, out string, formats []string) imagebuild.Request {
-	env := imagebuild.UserEnv(r.o.Environ)
-	for k, v := range r.f.variables(img) {
+// Request is the build of one image, through builder image's settings
+// table: the image's own settings, then the defaults', then the build
+// variables (the environment's, then the file's), then the table's
+// defaults. cache and out are where this run builds and writes.
+func (f *File) Request(img Image, environ []string, cache, out string) (imagebuild.Request, error) {
+	env := imagebuild.UserEnv(environ)
+	for k, v := range f.variables(img) {
 		env[k] = v
 	}
 	// A scheduled rebuild replaces its output; DIB's default of keeping
@@ -388,24 +395,31 @@ func (r *runner) buildRequest(img Image, out string, formats []string) imagebuil
 	if _, ok := env["OVERWRITE_OLD_IMAGE"]; !ok {
 		env["OVERWRITE_OLD_IMAGE"] = "1"
 	}
-	var ep []string
-	for _, p := range strings.Split(env["ELEMENTS_PATH"], ":") {
-		if p != "" {
-			ep = append(ep, r.f.path(p))
-		}
+	values := imagebuild.Values{}
+	for k, v := range settingValues(f.Defaults.Settings) {
+		values[k] = v
 	}
-	return imagebuild.Request{
-		Elements:     img.Elements,
-		Output:       out,
-		Types:        formats,
-		Packages:     img.Packages,
-		ImageSizeGiB: img.Size,
-		ImageCache:   r.cache,
-		Env:          env,
-		ElementsPath: ep,
-		TmpDir:       env["TMP_DIR"],
-		Verbose:      r.o.Verbose,
+	for k, v := range settingValues(img.Settings) {
+		values[k] = v
 	}
+	if img.Size > 0 {
+		values["size"] = fmt.Sprint(img.Size)
+	}
+	values["formats"] = strings.Join(f.formats(img), ",")
+	if len(img.Packages) > 0 {
+		values["packages"] = strings.Join(img.Packages, ",")
+	}
+	values["output"] = out
+	values["image_cache"] = cache
+	req, err := imagebuild.NewRequest(img.Elements, values, env, imagebuild.ByKey)
+	if err != nil {
+		return req, fmt.Errorf("image %q: %w", img.Name, err)
+	}
+	// ELEMENTS_PATH entries relative to the file are the file's.
+	for i, p := range req.ElementsPath {
+		req.ElementsPath[i] = f.path(p)
+	}
+	return req, nil
 }
 
 // prefixWriter prefixes every line; lines from concurrent writers (build

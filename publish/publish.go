@@ -239,7 +239,10 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 	}()
 
 	if req.LockDir != "" {
-		sum := sha256.Sum256([]byte(c.Label + "\x00" + req.Name))
+		// The lock is the cloud's, however this command names it (a
+		// clouds.yaml entry, OS_* variables): its image endpoint and
+		// project, and the name.
+		sum := sha256.Sum256([]byte(c.lockKey() + "\x00" + req.Name))
 		path := filepath.Join(req.LockDir, "publish-"+hex.EncodeToString(sum[:8])+".lock")
 		l, err := flock.Wait(ctx, path, "publish "+req.Name, func(holder string) {
 			p.say("waiting: another publish of %q to %s is running (%s)", req.Name, c.Label, holder)
@@ -833,4 +836,12 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// lockKey identifies the cloud and project a publish writes to.
+func (c *Cloud) lockKey() string {
+	if c.image != nil {
+		return strings.TrimSuffix(c.image.Endpoint, "/") + "\x00" + c.Project
+	}
+	return c.Label
 }

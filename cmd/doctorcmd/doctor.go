@@ -13,8 +13,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"builder/boottest"
 	"builder/elements"
 	"builder/internal/doctor"
+	"builder/rootfs"
 )
 
 // Options are the flags of `builder doctor`.
@@ -76,7 +78,8 @@ func Run(ctx context.Context, o *Options) error {
 	if tmp == "" {
 		tmp = os.TempDir()
 	}
-	fs := doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: tmp, BootCacheDir: workspace.DefaultCache(),
+	fs := doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: tmp, StorageDrivers: rootfs.DriverOrder(),
+		KVM:   func(ctx context.Context) (bool, string) { return boottest.KVMStatus(ctx, cache) },
 		Build: true, Bootstrap: true, VM: true, Boot: true, MinFreeBytes: 2 << 30})
 	fs = append(fs, dibLibrary(elements.FindDIBLibrary()))
 	w := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)

@@ -29,13 +29,16 @@ func execute(t *testing.T, args ...string) *imagecmd.Options {
 // image options unchanged.
 func TestRamdiskRequest(t *testing.T) {
 	o := execute(t, "-o", "deploy", "-x", "debian-minimal", "dhcp-all-interfaces")
-	if !o.Ramdisk || o.RamdiskElement != "ramdisk" || o.Output != "deploy" || o.Trace != 1 {
+	if !o.Ramdisk || o.Values["output"] != "deploy" || o.Values["trace"] != "1" {
 		t.Fatalf("options %+v", o)
 	}
 	o.Environ = []string{"DIB_RAMDISK_COMPRESS=zstd", "HOME=/root"}
 	req, err := o.Request()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if req.RamdiskElement != "ramdisk" || req.Output != "deploy" || req.Trace != 1 {
+		t.Fatalf("request %+v", req)
 	}
 	if got := strings.Join(req.Elements, " "); got != "ramdisk debian-minimal dhcp-all-interfaces" {
 		t.Errorf("elements %q", got)

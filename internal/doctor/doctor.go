@@ -17,9 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"builder/assemble"
-	"builder/boottest"
-	"builder/rootfs"
+	"builder/internal/hosttools"
 )
 
 // Status of one check.
@@ -51,7 +49,11 @@ type Options struct {
 	// what `builder boot-test` needs.
 	// Bootstrap: tools for Debian bases from a mirror and DIB_LOCAL_IMAGE.
 	Build, Bootstrap, VM, Boot bool
-	BootCacheDir               string // boot-test's cache (holds its KVM verdict)
+	// KVM tells whether boot tests can use KVM (boottest.KVMStatus with
+	// its cache); StorageDrivers are the container storage drivers a build
+	// tries, in order (rootfs.DriverOrder). The callers own those facts.
+	KVM            func(context.Context) (bool, string)
+	StorageDrivers []string
 	// MinFreeBytes is the free space wanted in the cache and temp dirs.
 	MinFreeBytes uint64
 }
@@ -64,7 +66,7 @@ func Run(ctx context.Context, o Options) []Finding {
 		fs = append(fs, tools("build tools", "qemu-img", "mkfs.ext4", "tar"))
 		fs = append(fs, space("image cache", o.CacheDir, o.MinFreeBytes))
 		fs = append(fs, space("temp dir", o.TmpDir, o.MinFreeBytes))
-		fs = append(fs, storageHint())
+		fs = append(fs, storageHint(o.StorageDrivers))
 	}
 	if o.Bootstrap {
 		fs = append(fs, tools("bootstrap and import", "mmdebstrap", "debugfs", "blkid"))
@@ -75,7 +77,7 @@ func Run(ctx context.Context, o Options) []Finding {
 	}
 	if o.Boot {
 		fs = append(fs, tools("boot test", "qemu-system-x86_64", "qemu-img", "openssl"))
-		fs = append(fs, kvm(ctx, o.BootCacheDir))
+		fs = append(fs, kvm(ctx, o.KVM))
 	}
 	return fs
 }
@@ -102,7 +104,7 @@ func Err(fs []Finding) error {
 func tools(check string, names ...string) Finding {
 	var missing, fixes []string
 	for _, n := range names {
-		if _, err := assemble.LookTool(n); err != nil {
+		if _, err := hosttools.Look(n); err != nil {
 			missing = append(missing, n)
 			fixes = append(fixes, err.Error())
 		}
@@ -131,8 +133,11 @@ func grubModules() Finding {
 	return Finding{Check: "GRUB images", Status: OK, Detail: "BIOS (i386-pc) and UEFI (x86_64-efi) modules"}
 }
 
-func kvm(ctx context.Context, cacheDir string) Finding {
-	ok, detail := boottest.KVMStatus(ctx, cacheDir)
+func kvm(ctx context.Context, status func(context.Context) (bool, string)) Finding {
+	if status == nil {
+		return Finding{Check: "KVM", Status: OK, Detail: "not checked"}
+	}
+	ok, detail := status(ctx)
 	if ok {
 		return Finding{Check: "KVM", Status: OK, Detail: detail}
 	}
@@ -175,8 +180,11 @@ func parent(p string) string {
 
 // storageHint says which container storage drivers a build will try, in
 // order; the build itself reports the one it chose.
-func storageHint() Finding {
-	return Finding{Check: "storage driver", Status: OK, Detail: strings.Join(rootfs.DriverOrder(), ", then ") + " (each build prints the one it chose)"}
+func storageHint(order []string) Finding {
+	if len(order) == 0 {
+		return Finding{Check: "storage driver", Status: OK, Detail: "not checked"}
+	}
+	return Finding{Check: "storage driver", Status: OK, Detail: strings.Join(order, ", then ") + " (each build prints the one it chose)"}
 }
 
 // Privilege checks that builds can run: as root with CAP_SYS_ADMIN, or in a

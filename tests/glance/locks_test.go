@@ -1,0 +1,108 @@
+package glance
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"builder/internal/testreq"
+)
+
+// lockedBuffer is a writer two goroutines may read while a command writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A hand-run `builder publish` and a `builder pipeline run` of the same
+// name on one host take the same lock (the workspace's publish lock
+// directory, keyed by the cloud's endpoint, project and the name): while
+// the first is uploading, the pipeline waits for it, then publishes after
+// it; the name ends on the pipeline's image, the other one rotated away.
+func TestPipelineWaitsForAHandRunPublish(t *testing.T) {
+	needServices(t)
+	t.Parallel()
+	if _, err := os.Stat(testCache); err != nil {
+		testreq.Missing(t, "image cache %s: %v (the test builds with the warm test cache)", testCache, err)
+	}
+	noauth.mu.RLock()
+	defer noauth.mu.RUnlock()
+	proxy := newFaultProxy(t, noauth.glanceURL)
+	c := noauthCloud(t, proxy.srv.URL)
+	dir := t.TempDir()
+	name := unique("shared-lock")
+	hand, handSHA := makeImage(t, dir, "hand", name, 0.2, false)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	// The hand-run publish, stalled half-way through its upload: it holds
+	// the lock (default lock directory, as a user would run it).
+	proxy.On(isUpload)
+	handCmd := runHelper(ctx, c.env, "publish", hand, "--name", name, "--no-boot-test", "--visibility", "public")
+	var handOut lockedBuffer
+	handCmd.Stdout, handCmd.Stderr = &handOut, &handOut
+	if err := handCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFired(t, proxy, "stall")
+
+	file := filepath.Join(dir, "pipeline.yaml")
+	yaml := fmt.Sprintf(`defaults:
+  image_cache: %s
+  output_dir: out
+  boot_test: false
+  publish: {clouds: [env], visibility: public, keep: 0}
+images:
+  - name: pipe
+    elements: [debian-minimal, vm]
+    publish: {name: %q}
+`, testCache, name)
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pipeCmd := runHelper(ctx, c.env, "pipeline", "run", file)
+	var pipeOut lockedBuffer
+	pipeCmd.Stdout, pipeCmd.Stderr = &pipeOut, &pipeOut
+	if err := pipeCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The pipeline builds (from the cache), then must wait for the lock.
+	deadline := time.Now().Add(15 * time.Minute)
+	for !strings.Contains(pipeOut.String(), "waiting: another publish of") {
+		if time.Now().After(deadline) {
+			proxy.Release()
+			t.Fatalf("the pipeline did not wait for the hand-run publish:\n%s", pipeOut.String())
+		}
+		time.Sleep(time.Second)
+	}
+	proxy.Release()
+	if err := handCmd.Wait(); err != nil {
+		t.Fatalf("hand-run publish: %v\n%s", err, handOut.String())
+	}
+	if err := pipeCmd.Wait(); err != nil {
+		t.Fatalf("pipeline: %v\n%s", err, pipeOut.String())
+	}
+	t.Logf("hand-run publish:\n%s\npipeline:\n%s", handOut.String(), pipeOut.String())
+	pipeSHA := fileSHA512(t, filepath.Join(dir, "out", "pipe.qcow2"))
+	cur := one(t, "public image after both", c.resolve(t, name, "public", handSHA, pipeSHA))
+	if propOf(cur, "os_hash_value") != pipeSHA {
+		t.Errorf("the name is on %.16s, want the pipeline's image (it published last)", propOf(cur, "os_hash_value"))
+	}
+}
