@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"hash"
 	"io"
 	"os"
@@ -15,7 +16,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"builder/assemble"
 	"builder/elements"
@@ -318,24 +318,22 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 	}
 
 	// Everything below reads the raw disk or the mounted tree only.
-	var wg sync.WaitGroup
-	errs := make([]error, len(outs)+1)
-	for i, o := range outs {
+	// One failed output stops the others (errgroup cancels their context).
+	g, gctx := errgroup.WithContext(ctx)
+	for _, o := range outs {
 		if o.Type == "raw" {
 			continue
 		}
-		wg.Add(1)
-		go func(i int, o output) {
-			defer wg.Done()
+		g.Go(func() error {
 			ct := rep.Phase("write "+o.Type, filepath.Base(o.Final))
 			var err error
 			if treeTypes[o.Type] {
-				err = assemble.WriteTree(ctx, root, o.Temp, assemble.TreeFormat(o.Type))
+				err = assemble.WriteTree(gctx, root, o.Temp, assemble.TreeFormat(o.Type))
 			} else if ramdiskTypes[o.Type] {
-				err = plan.writeRamdiskOutput(ctx, root, o, ct) // ramdisk.go
+				err = plan.writeRamdiskOutput(gctx, root, o, ct) // ramdisk.go
 			} else {
 				var note string
-				note, err = assemble.ConvertWithNote(ctx, rawPath, o.Temp, assemble.Format(o.Type), assemble.ConvertOptions{
+				note, err = assemble.ConvertWithNote(gctx, rawPath, o.Temp, assemble.Format(o.Type), assemble.ConvertOptions{
 					Compress:       !req.Uncompressed,
 					Compression:    "zstd",
 					QemuImgOptions: req.QemuImgOpts,
@@ -346,35 +344,32 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 			}
 			if err != nil {
 				ct.Fail(err)
-				errs[i] = err
-				return
+				return err
 			}
 			size := int64(0)
 			if fi, err := os.Stat(o.Temp); err == nil {
 				size = fi.Size()
 			}
 			ct.Done(humanBytes(size))
-		}(i, o)
+			return nil
+		})
 	}
 	if req.wantsDocker() {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			ct := rep.Phase("write docker", req.DockerTarget)
 			storage, err := rootfs.LocalStorage()
 			if err == nil {
-				err = store.ExportImage(ctx, final.Name, storage, req.DockerTarget, nil)
+				err = store.ExportImage(gctx, final.Name, storage, req.DockerTarget, nil)
 			}
 			if err != nil {
 				ct.Fail(err)
-				errs[len(outs)] = err
-				return
+				return err
 			}
 			ct.Done("container storage " + storage)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := g.Wait(); err != nil {
 		return nil, err
 	}
 

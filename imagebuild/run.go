@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,16 +158,13 @@ func removeAll(dir string) error {
 
 // checkNoMounts refuses to delete a tree that has something mounted in it.
 func checkNoMounts(dir string) error {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	abs, _ := filepath.Abs(dir)
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(abs))
 	if err != nil {
 		return nil
 	}
-	abs, _ := filepath.Abs(dir)
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == abs || strings.HasPrefix(f[4], abs+"/")) {
-			return fmt.Errorf("not removing %s: %s is still mounted", dir, f[4])
-		}
+	for _, m := range ms {
+		return fmt.Errorf("not removing %s: %s is still mounted", dir, m.Mountpoint)
 	}
 	return nil
 }

@@ -1,10 +1,12 @@
 package rootfs
 
 import (
+	"bytes"
+
 	"fmt"
+	"github.com/moby/sys/mountinfo"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -17,49 +19,18 @@ type mountEntry struct {
 	FSType     string
 }
 
-// parseMountInfo reads a mount table (proc(5): ID PARENT MAJ:MIN ROOT
-// POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER).
+// parseMountInfo reads a mount table another process printed.
 func parseMountInfo(data []byte) []mountEntry {
-	var out []mountEntry
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 7 {
-			continue
-		}
-		id, err1 := strconv.Atoi(f[0])
-		parent, err2 := strconv.Atoi(f[1])
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		e := mountEntry{ID: id, Parent: parent, Dev: f[2], Root: unescapeMount(f[3]), Point: unescapeMount(f[4])}
-		for i := 6; i < len(f)-1; i++ {
-			if f[i] == "-" {
-				e.FSType = f[i+1]
-				break
-			}
-		}
-		out = append(out, e)
+	ms, err := mountinfo.GetMountsFromReader(bytes.NewReader(data), nil)
+	if err != nil {
+		return nil
+	}
+	out := make([]mountEntry, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, mountEntry{ID: m.ID, Parent: m.Parent, Dev: fmt.Sprintf("%d:%d", m.Major, m.Minor),
+			Root: m.Root, Point: m.Mountpoint, FSType: m.FSType})
 	}
 	return out
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 func under(p, dir string) bool {

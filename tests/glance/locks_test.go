@@ -34,8 +34,9 @@ func (l *lockedBuffer) String() string {
 // A hand-run `builder publish` and a `builder pipeline run` of the same
 // name on one host take the same lock (the workspace's publish lock
 // directory, keyed by the cloud's endpoint, project and the name): while
-// the first is uploading, the pipeline waits for it, then publishes after
-// it; the name ends on the pipeline's image, the other one rotated away.
+// the first is uploading (stalled by the proxy, then cut), the pipeline
+// waits for it; once it has ended and cleaned up, the pipeline publishes,
+// and the name resolves to the pipeline's image with no upload left over.
 func TestPipelineWaitsForAHandRunPublish(t *testing.T) {
 	needServices(t)
 	t.Parallel()
@@ -92,9 +93,9 @@ images:
 		}
 		time.Sleep(time.Second)
 	}
-	proxy.Release()
-	if err := handCmd.Wait(); err != nil {
-		t.Fatalf("hand-run publish: %v\n%s", err, handOut.String())
+	proxy.Release() // the stalled upload is cut: the hand-run publish fails and cleans up
+	if err := handCmd.Wait(); err == nil || !strings.Contains(handOut.String(), "removed the unfinished upload") {
+		t.Errorf("hand-run publish after its upload was cut: %v\n%s", err, handOut.String())
 	}
 	if err := pipeCmd.Wait(); err != nil {
 		t.Fatalf("pipeline: %v\n%s", err, pipeOut.String())
@@ -103,6 +104,9 @@ images:
 	pipeSHA := fileSHA512(t, filepath.Join(dir, "out", "pipe.qcow2"))
 	cur := one(t, "public image after both", c.resolve(t, name, "public", handSHA, pipeSHA))
 	if propOf(cur, "os_hash_value") != pipeSHA {
-		t.Errorf("the name is on %.16s, want the pipeline's image (it published last)", propOf(cur, "os_hash_value"))
+		t.Errorf("the name is on %.16s, want the pipeline's image", propOf(cur, "os_hash_value"))
+	}
+	if n := len(byState(c.series(t, name), "uploading")) + len(byState(c.series(t, name), "queued")); n != 0 {
+		t.Errorf("%d unfinished uploads left", n)
 	}
 }
