@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -22,6 +23,15 @@ import (
 )
 
 const rootlessUser = "builder-e2e"
+
+// ownElements are the DIB elements real element trees depend on most, of
+// which builder ships its own versions (it must not need DIB installed).
+var ownElements = []string{"source-repositories", "svc-map", "dib-python", "ensure-venv", "simple-init", "pip-cache",
+	"epel", "select-boot-kernel-initrd", "growvols", "pip-and-virtualenv", "selinux-permissive", "dhcp-all-interfaces",
+	"ibft-interfaces", "no-final-image", "sysctl", "dracut-regenerate", "cleanup-kernel-initrd", "openstack-ci-mirrors",
+	"stable-interface-names", "cloud-init", "modprobe", "timezone", "disable-nouveau", "iscsi-boot", "pypi", "ramdisk",
+	"ramdisk-base", "dracut-ramdisk", "dracut-network", "local-config", "journal-to-console", "hwclock",
+	"cloud-init-nocloud", "apt-conf", "apt-preferences", "apt-sources", "grub2", "lvm", "mellanox"}
 
 // ensureRootlessUser creates an ordinary user with subordinate id ranges, as
 // a developer's workstation has, and returns its uid.
@@ -313,6 +323,16 @@ func TestRootlessAndContainerBuildsMatchRoot(t *testing.T) {
 		}
 		if d := run("doctor"); d.code != 0 {
 			t.Errorf("builder doctor in the container found problems")
+		} else if !strings.Contains(d.stdout, "DIB element library") || !strings.Contains(d.stdout, "not installed") {
+			t.Errorf("builder doctor does not say that the container has no DIB library")
+		}
+		// No DIB in the container: builder's own versions of the elements
+		// real trees depend on are all there.
+		list := run("elements", "list")
+		for _, e := range ownElements {
+			if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(e) + `\s.*\bbuilt-in\b`).MatchString(list.stdout) {
+				t.Errorf("builder elements list in the container lacks %s (built-in)", e)
+			}
 		}
 		if r := run(append(append([]string{"image"}, elems...), "-o", "/work/debian")...); r.code != 0 {
 			t.Fatalf("build in the container failed")
