@@ -98,7 +98,7 @@ func (p *plan) bootStep(req Request, rep *progress.Reporter, startKey string, pr
 	fstab := p.layout.Fstab()
 	if !p.vm {
 		// A filesystem image without a bootloader: only fstab.
-		id := sha256.Sum256([]byte("fstab-v2\x00" + fstab))
+		id := sha256.Sum256([]byte(fstab))
 		var t *progress.Task
 		return rootfs.Step{
 			Name: "fstab", Kind: rootfs.Tree, Identity: hex.EncodeToString(id[:]),
@@ -138,7 +138,7 @@ func (p *plan) bootStep(req Request, rep *progress.Reporter, startKey string, pr
 		spec.BootUUID = boot.UUID
 	}
 	grubCfg := assemble.GrubConfig(spec)
-	id := sha256.Sum256([]byte(strings.Join([]string{"boot-v3", grubID, grubCfg, fstab, fmt.Sprint(separateBoot)}, "\x00")))
+	id := sha256.Sum256([]byte(strings.Join([]string{grubID, grubCfg, fstab, fmt.Sprint(separateBoot)}, "\x00")))
 	var t *progress.Task
 	return rootfs.Step{
 		Name:     "boot-config",

@@ -205,12 +205,12 @@ func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporte
 	return store.RunChain(ctx, img, rest, opts)
 }
 
-// treeStep is one of builder's own edits of the tree, keyed by builder's
-// runtime (what it does is fixed code).
+// treeStep is one of builder's own edits of the tree: what it does is
+// builder's code, which every step key holds (version.CodeID).
 func treeStep(rep *progress.Reporter, name, what string, edit func(context.Context, string) error) rootfs.Step {
 	var t *progress.Task
 	return rootfs.Step{
-		Name: name, Kind: rootfs.Tree, Identity: "runner=" + rootfs.RunnerID(), Edit: edit,
+		Name: name, Kind: rootfs.Tree, Edit: edit,
 		Begin: func() { t = rep.Phase(name, what) },
 		End: func(cached bool, err error) {
 			switch {

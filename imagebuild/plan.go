@@ -3,8 +3,6 @@ package imagebuild
 import (
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -518,11 +516,9 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		env["DIB_LOCKFILES"] = p.ws.Lockfiles()
 	}
 
-	id := sha256.New()
-	fmt.Fprintf(id, "runner=%s\ntree=%s\n", rootfs.RunnerID(), treeHash)
-	for _, kv := range envList(p.keyEnv(stable, idents)) {
-		fmt.Fprintf(id, "%s\n", kv)
-		if os.Getenv("BUILDER_DEBUG_KEYS") != "" {
+	keyEnv := envList(p.keyEnv(stable, idents))
+	if os.Getenv("BUILDER_DEBUG_KEYS") != "" {
+		for _, kv := range keyEnv {
 			fmt.Fprintf(os.Stderr, "key %s %s\n", ph.Name, p.redact.String(kv))
 		}
 	}
@@ -540,7 +536,7 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 		Mounts:   mounts,
 		Writable: writable,
 		ReadOnly: readOnly,
-		Identity: hex.EncodeToString(id.Sum(nil)),
+		Identity: "tree=" + treeHash,
 		Progress: rep,
 		Echo:     echo,
 		LogDir:   filepath.Join(run.Work, "logs"),
@@ -549,6 +545,8 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	// After root.d the tree has the host's resolver configuration while
 	// hooks run, and outside hooks find /proc, /sys and /dev in it, as DIB
 	// sets them up in create_base.
+	st.KeyEnv = keyEnv
+	st.Volatile = p.volatile(run)
 	st.ResolvConf = ph.Name != "root.d"
 	st.Pseudo = !ph.Inside && ph.Name != "root.d"
 	st.ContentKeyed = ph.Name == "extra-data.d"
@@ -580,6 +578,19 @@ func (p *plan) phaseStep(req Request, rep *progress.Reporter, run *runDir, ph el
 	st.BreakBefore = p.breaks["before-"+dibName]
 	st.BreakAfter = p.breaks["after-"+dibName]
 	return st, nil
+}
+
+// volatile are the paths that name this run or this cache: they are not
+// part of step keys (another run or cache directory reuses the steps).
+func (p *plan) volatile(run *runDir) map[string]string {
+	v := map[string]string{run.Work: "$RUN", p.ws.Cache: "$CACHE"}
+	if p.aptRun != "" {
+		v[p.aptRun] = "$APT"
+	}
+	if run.Scratch != "" && run.Scratch != run.Work {
+		v[run.Scratch] = "$SCRATCH"
+	}
+	return v
 }
 
 // keyEnv is the part of a step's environment that can change what it

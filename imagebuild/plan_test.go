@@ -8,6 +8,7 @@ import (
 
 	"builder/elements"
 	"builder/internal/workspace"
+	"builder/rootfs"
 )
 
 // A step's key changes with what can change the tree, and only with that:
@@ -30,7 +31,7 @@ func TestStepIdentityTracksOnlyTreeInputs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st.Identity
+		return rootfs.StepKey("parent", st)
 	}
 	base := Request{Output: "a", Types: []string{"qcow2"}, Env: map[string]string{"DIB_RELEASE": "bookworm"}}
 	id := identity(base, "install.d")
@@ -97,7 +98,7 @@ func TestUserVariablesKeyOnlyTheStepsThatReadThem(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st.Identity, st.Env
+		return rootfs.StepKey("parent", st), st.Env
 	}
 	base := map[string]string{"MY_FEATURE": "false", "GUEST_USER": "alice", "UNRELATED": "1", "TERM": "xterm"}
 	with := func(k, v string) map[string]string {

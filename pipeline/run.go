@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"builder/internal/redact"
+	"builder/internal/version"
 	"builder/internal/workspace"
 	"context"
 	"errors"
@@ -354,7 +355,7 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 }
 
 func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud string, li *publish.LocalImage, date time.Time) (*publish.Result, error) {
-	cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + publish.BuilderVersion(), Redact: r.o.Redact}
+	cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
 	if cloud != EnvCloud {
 		cr.Cloud = cloud
 	}
@@ -375,7 +376,7 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 		Properties: pub.Properties,
 		// The elements as listed: what the user wrote identifies the image
 		// (the build adds their dependencies).
-		Meta:    publish.Metadata{Elements: img.Elements, BuildDate: date, BuilderVersion: publish.BuilderVersion()},
+		Meta:    publish.Metadata{Elements: img.Elements, BuildDate: date, BuilderVersion: version.Version()},
 		LockDir: workspace.New(r.cache).PublishLocks(),
 		Out:     &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu},
 	})

@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"bufio"
+	"builder/internal/version"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -75,7 +76,8 @@ func (b Bootstrap) validate() error {
 // specHash identifies the bootstrap recipe, without the mirror's state.
 func (b Bootstrap) specHash() string {
 	h := sha256.New()
-	fmt.Fprintf(h, "bootstrap-v3\x00%s\x00%s\x00%s\x00%s\x00", b.Method, b.Suite, b.Variant, b.Arch)
+	// builder's code (the mmdebstrap hooks it adds) is part of it.
+	fmt.Fprintf(h, "bootstrap\x00%s\x00%s\x00%s\x00%s\x00%s\x00", version.CodeID(), b.Method, b.Suite, b.Variant, b.Arch)
 	for _, l := range [][]string{b.Sources, b.Packages, b.EssentialHooks} {
 		fmt.Fprintf(h, "%d\x00%s\x00", len(l), strings.Join(l, "\x00"))
 	}

@@ -12,11 +12,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
 
 	"builder/internal/cleanup"
+	"builder/internal/version"
 )
 
 // StepKind says where a step runs.
@@ -50,9 +52,16 @@ var outsideScript []byte
 type Step struct {
 	Name string
 	Kind StepKind
-	// Identity is everything that can change the step's result (scripts,
-	// element files, environment, package lists), hashed by the caller.
+	// Identity is what the command's inputs are (the scripts and files it
+	// can see, package lists), hashed by the caller; StepKey adds the rest
+	// of the step's specification.
 	Identity string
+	// KeyEnv are the variables (KEY=value) that can change what the step
+	// makes; Env is what it runs with, which also holds paths of this run.
+	KeyEnv []string
+	// Volatile maps path prefixes that name this run or this cache (the
+	// work directory, the cache directory) to placeholders for the key.
+	Volatile map[string]string
 	Command  []string
 	Env      []string
 	Mounts   []Mount // Inside only
@@ -139,11 +148,71 @@ type ChainOptions struct {
 	Warn func(string)
 }
 
-// StepKey chains a step's identity onto its parent's key.
+// StepKey chains a step's key onto its parent's: a hash of everything that
+// can change what the step makes: builder's own code (version.CodeID: how
+// hooks run, what builder's own edits do), the step's kind and name, its
+// command, the variables it is keyed by (KeyEnv), its mounts and sandbox,
+// its flags, and the caller's Identity (what the command's files are).
+// Paths that only name this run or this cache (Volatile) are replaced by
+// their placeholders, so another run or another cache directory gives the
+// same key.
 func StepKey(parent string, s Step) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "builder-step-v1\x00%s\x00%s\x00%s\x00%s", parent, s.Kind, s.Name, s.Identity)
+	field := func(name string, vals ...string) {
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(vals))
+		for _, v := range vals {
+			fmt.Fprintf(h, "%s\x00", v)
+		}
+	}
+	norm := s.normalizer()
+	field("builder-step-v2", version.CodeID())
+	field("parent", parent)
+	field("kind", s.Kind.String())
+	field("name", s.Name)
+	field("identity", s.Identity)
+	keyEnv := append([]string(nil), s.KeyEnv...)
+	sort.Strings(keyEnv)
+	field("env", keyEnv...)
+	field("command", mapStrings(s.Command, norm)...)
+	var mounts []string
+	for _, m := range s.Mounts {
+		mounts = append(mounts, fmt.Sprintf("%s<-%s ro=%v", m.Destination, norm(m.Source), m.ReadOnly))
+	}
+	field("mounts", mounts...)
+	field("writable", mapStrings(s.Writable, norm)...)
+	field("readonly", mapStrings(s.ReadOnly, norm)...)
+	field("mount-at", norm(s.MountAt))
+	field("dir", norm(s.Dir))
+	field("flags", fmt.Sprint(s.ContentKeyed), fmt.Sprint(s.ResolvConf), fmt.Sprint(s.Pseudo), fmt.Sprint(s.DirIsOutputs))
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// normalizer replaces the step's volatile path prefixes (longest first) by
+// their placeholders.
+func (s Step) normalizer() func(string) string {
+	prefixes := make([]string, 0, len(s.Volatile))
+	for p := range s.Volatile {
+		if p != "" {
+			prefixes = append(prefixes, p)
+		}
+	}
+	sort.Slice(prefixes, func(i, j int) bool { return len(prefixes[i]) > len(prefixes[j]) })
+	return func(v string) string {
+		for _, p := range prefixes {
+			if v == p || strings.HasPrefix(v, p+"/") {
+				return s.Volatile[p] + strings.TrimPrefix(v, p)
+			}
+		}
+		return v
+	}
+}
+
+func mapStrings(in []string, f func(string) string) []string {
+	out := make([]string, len(in))
+	for i, v := range in {
+		out[i] = f(v)
+	}
+	return out
 }
 
 // CacheImageName is where a step's result is stored.

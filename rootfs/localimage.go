@@ -3,6 +3,7 @@ package rootfs
 import (
 	"bufio"
 	"builder/internal/privilege"
+	"builder/internal/version"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -61,8 +62,10 @@ func (s *Store) ImportLocalImage(ctx context.Context, path string, o LocalImageO
 	if err != nil {
 		return Image{}, err
 	}
-	key := "local:" + sum
-	name := "localhost/builder/local:" + sum[:40]
+	// The file's content and the code that extracts it.
+	key := "local:" + sum + ":" + version.CodeID()
+	keySum := sha256.Sum256([]byte(key))
+	name := "localhost/builder/local:" + hex.EncodeToString(keySum[:])[:40]
 	if s.HasImage(name) {
 		return Image{Name: name, Key: key}, nil
 	}

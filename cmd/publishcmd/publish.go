@@ -7,6 +7,7 @@ package publishcmd
 
 import (
 	"builder/internal/redact"
+	"builder/internal/version"
 	"builder/internal/workspace"
 	"context"
 	"encoding/json"
@@ -168,7 +169,7 @@ func Run(ctx context.Context, o *Options) (err error) {
 		err = red.Error(err)
 	}()
 
-	cloud, err := publish.Connect(ctx, publish.Credentials{Cloud: o.Cloud, Env: env, UserAgent: "builder/" + publish.BuilderVersion(), Redact: red})
+	cloud, err := publish.Connect(ctx, publish.Credentials{Cloud: o.Cloud, Env: env, UserAgent: "builder/" + version.Version(), Redact: red})
 	if err != nil {
 		return err
 	}
@@ -231,7 +232,7 @@ func (o *Options) request() (publish.Request, error) {
 			OSDistro:       o.OSDistro,
 			OSVersion:      o.OSVersion,
 			Elements:       o.Elements,
-			BuilderVersion: publish.BuilderVersion(),
+			BuilderVersion: version.Version(),
 		},
 	}
 	if o.Name == "" {
