@@ -11,6 +11,9 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // maxParallelFS is how many filesystems are made at once: each mkfs is
@@ -70,7 +73,9 @@ func BuildDisk(ctx context.Context, d *Disk, path string) (err error) {
 		return fmt.Errorf("build disk: %w", err)
 	}
 
-	plans := d.filesystemsToBuild()
+	// A copy: the LV offsets lvcreate chooses go back into d only when
+	// the disk is complete.
+	plans := slices.Clone(d.Filesystems)
 	if d.Layout.LVM != nil {
 		if err := createLVM(ctx, d, tmp, plans); err != nil {
 			if ctx.Err() != nil {
@@ -82,11 +87,10 @@ func BuildDisk(ctx context.Context, d *Disk, path string) (err error) {
 
 	// GRUB's images are independent of the filesystems and go alongside;
 	// the ESP waits for BOOTX64.EFI.
-	var g group
-	gctx := g.start(ctx)
+	g, gctx := errgroup.WithContext(ctx)
 	efiReady := make(chan string, 1)
 	var coreImg []byte
-	g.run(func() error {
+	g.Go(func() error {
 		var err error
 		coreImg, err = buildGrubImages(gctx, d, work, efiReady)
 		return err
@@ -94,7 +98,7 @@ func BuildDisk(ctx context.Context, d *Disk, path string) (err error) {
 	sem := make(chan struct{}, maxParallelFS)
 	for i := range plans {
 		p := &plans[i]
-		g.run(func() error {
+		g.Go(func() error {
 			efi := ""
 			if d.Spec.UEFI && d.ESPPartition != nil && p.Name == d.Layout.ESP().Name {
 				select {
@@ -115,7 +119,7 @@ func BuildDisk(ctx context.Context, d *Disk, path string) (err error) {
 			return buildFilesystem(gctx, d, p, tmp, work, efi)
 		})
 	}
-	if err := g.wait(); err != nil {
+	if err := g.Wait(); err != nil {
 		if ctx.Err() != nil {
 			// Every step fails once the context is cancelled; say why
 			// rather than which step noticed first.
@@ -168,24 +172,6 @@ func detachAll(tmp string) error {
 		errs = append(errs, detachLoops(f))
 	}
 	return errors.Join(errs...)
-}
-
-// filesystemsToBuild copies the plans; the root filesystem takes
-// RootFSBytes and RootInodes, the fields callers of the original disk
-// adjust.
-func (d *Disk) filesystemsToBuild() []FSPlan {
-	plans := slices.Clone(d.Filesystems)
-	for i := range plans {
-		p := &plans[i]
-		if p.mountPoint() == "/" && d.RootFSBytes > 0 && len(p.extents) == 1 && !p.isLV {
-			p.SizeBytes = d.RootFSBytes
-			p.extents = []extent{{p.extents[0].off, d.RootFSBytes}} // a new slice: d's plan is kept
-			if d.RootInodes > 0 {
-				p.Inodes = d.RootInodes
-			}
-		}
-	}
-	return plans
 }
 
 // preflight checks everything that would otherwise fail late: tools, GRUB
@@ -253,8 +239,8 @@ func preflight(d *Disk, out string) error {
 	}
 	// The image is sparse: it takes about the tree plus the metadata mkfs
 	// writes (inode tables are written, the journal zeroed).
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(out), &st); err == nil {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(out), &st); err == nil {
 		need := d.Usage.ContentBytes() + 128*MiB
 		for _, p := range d.Filesystems {
 			need += p.Inodes * 256
@@ -744,15 +730,14 @@ func scatter(scratch, img string, exts []extent) error {
 // copySparse copies n bytes from src at srcOff to dst at dstOff, only the
 // data regions (SEEK_DATA/SEEK_HOLE), so holes stay holes.
 func copySparse(dst *os.File, dstOff int64, src *os.File, srcOff, n int64) error {
-	const seekData, seekHole = 3, 4
 	end := srcOff + n
 	buf := make([]byte, 4*MiB)
 	for off := srcOff; off < end; {
-		data, err := src.Seek(off, seekData)
+		data, err := src.Seek(off, unix.SEEK_DATA)
 		if err != nil || data >= end {
 			return nil // ENXIO: only a hole is left
 		}
-		hole, err := src.Seek(data, seekHole)
+		hole, err := src.Seek(data, unix.SEEK_HOLE)
 		if err != nil {
 			return err
 		}

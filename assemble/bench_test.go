@@ -24,7 +24,7 @@ func BenchmarkBuildDisk(b *testing.B) {
 	}
 	for b.Loop() {
 		t0 := time.Now()
-		d, err := PlanDisk(bg, DiskSpec{RootDir: tree, RootUUID: testRootUUID, HeadroomBytes: 0})
+		d, err := PlanDisk(bg, DiskSpec{RootDir: tree, RootUUID: testRootUUID, HeadroomBytes: 0, Layout: mustLayout(b, hybridGPTYAML)})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -47,7 +47,7 @@ func BenchmarkBuildDisk(b *testing.B) {
 		st, _ := os.Stat(filepath.Join(out, "bench.qcow2"))
 		b.Logf("tree %s: %d files, content %s; disk %s, root fs %s (min %s)",
 			tree, d.Usage.Files, humanBytes(d.Usage.ContentBytes()), humanBytes(d.Table.DiskSizeBytes),
-			humanBytes(d.RootFSBytes), humanBytes(MinRootFSBytes(d.Usage)))
+			humanBytes(d.RootFSBytes), humanBytes(minRootFSBytes(d.Usage)))
 		b.Logf("PlanDisk %.2fs, BuildDisk %.2fs, qcow2 zstd %.2fs (%s) %s",
 			plan.Seconds(), build.Seconds(), conv.Seconds(), humanBytes(st.Size()), note)
 		b.ReportMetric(build.Seconds(), "build-s")
@@ -70,8 +70,12 @@ func BenchmarkBuildDiskLayouts(b *testing.B) {
 	if out == "" {
 		out = b.TempDir()
 	}
+	efi, err := os.ReadFile(filepath.Join("..", "elements", "library", defaultLayoutFile))
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, c := range []struct{ name, yaml, fsType string }{
-		{"efi", BlockDeviceEFIConfig, "ext4"},
+		{"efi", string(efi), "ext4"},
 		{"boot+var", separateBootVarYAML, "ext4"},
 		{"xfs-root", xfsRootYAML, "xfs"},
 		{"lvm", lvmOnXFSYAML, "ext4"},

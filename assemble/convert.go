@@ -8,7 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Format is an output image format.
@@ -163,7 +164,7 @@ func convertRaw(ctx context.Context, src, dst string, o ConvertOptions) (string,
 		if err == nil {
 			return "", nil
 		}
-		if !errors.Is(err, syscall.EXDEV) {
+		if !errors.Is(err, unix.EXDEV) {
 			return "", fmt.Errorf("convert to raw: %w", err)
 		}
 		note = "source and destination are on different filesystems: copied instead of renamed"
@@ -179,12 +180,6 @@ func convertRaw(ctx context.Context, src, dst string, o ConvertOptions) (string,
 	}
 	return note, nil
 }
-
-// Linux lseek whences for finding data and holes in sparse files.
-const (
-	seekData = 3
-	seekHole = 4
-)
 
 // sparseCopy copies src to a new file dst, data segments only, so holes
 // stay holes (like cp --sparse=auto). Segments go through copy_file_range
@@ -207,14 +202,14 @@ func sparseCopy(ctx context.Context, src, dst string) error {
 	size := st.Size()
 	fd := int(in.Fd())
 	for off := int64(0); off < size; {
-		data, err := syscall.Seek(fd, off, seekData)
-		if errors.Is(err, syscall.ENXIO) {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
 			break // only a hole remains
 		}
 		end := size
 		if err != nil {
 			data = off // no SEEK_DATA here: copy the rest as data
-		} else if hole, err := syscall.Seek(fd, data, seekHole); err == nil {
+		} else if hole, err := unix.Seek(fd, data, unix.SEEK_HOLE); err == nil {
 			end = hole
 		}
 		// Chunks keep cancellation prompt on big data segments.

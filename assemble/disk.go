@@ -10,21 +10,17 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 )
 
-// Defaults of DiskSpec.
-const (
-	DefaultRootLabel = "cloudimg-rootfs"
-	DefaultESPBytes  = 100 * MiB
-	biosBootBytes    = 1 * MiB
-	diskSizeUnit     = 64 * MiB // automatic sizes are rounded up to this
-)
+// DefaultRootLabel is the root filesystem's label unless the layout or
+// --root-label gives one (img-rootfs on xfs, whose labels are shorter).
+const DefaultRootLabel = "cloudimg-rootfs"
 
-// DiskSpec describes a disk: the tree, its size and identifiers, and its
-// layout. Without a Layout it is the original "vm" disk: GPT with a BIOS
-// boot partition (1 MiB at 1 MiB), an ESP (FAT32) and an ext4 root filling
-// the rest; the fields below then say everything.
+// diskSizeUnit: automatic disk sizes are rounded up to it.
+const diskSizeUnit = 64 * MiB
+
+// DiskSpec describes a disk: the tree, its layout, its size, and the
+// identifiers and root options the layout leaves open.
 type DiskSpec struct {
 	RootDir string // the finished tree (may be a read-only mount); never modified
 	// SizeBytes is the whole disk, rounded up to 1 MiB. 0 = automatic: the
@@ -33,31 +29,31 @@ type DiskSpec struct {
 	// size in the Layout wins over it, as in DIB.
 	SizeBytes int64
 	// HeadroomBytes is the space left available to users (df's "Avail")
-	// in automatically sized filesystems; 0 leaves none. DefaultHeadroom
-	// gives the usual 10% + 256 MiB. With several filesystems that grow
-	// with the disk (N% sizes), it is shared in proportion to the part of
-	// the tree each holds.
+	// in automatically sized filesystems; 0 leaves none. With several
+	// filesystems that grow with the disk (N% sizes), it is shared in
+	// proportion to the part of the tree each holds.
 	HeadroomBytes int64
-	RootLabel     string // default DefaultRootLabel; at most 16 bytes
-	RootFSType    string // "ext4" (default); with a Layout, any type the layout allows
-	// RootUUID is the ext4 UUID. Give it for reproducible builds; "" picks a
-	// random one. DiskGUID, partition GUIDs and ESPVolumeID are derived from
-	// it when they are not given.
-	RootUUID    string
-	ESPVolumeID uint32 // FAT volume id, shown as XXXX-XXXX
-	DiskGUID    string // GPT disk GUID (MBR: 8 hex digits of disk signature)
+	// RootFSType, RootLabel and MkfsOptions are FS_TYPE, --root-label
+	// and --mkfs-options: Layout.MergeRoot applies them to mkfs_root, for
+	// what its YAML leaves open ("" and nil: ext4, DefaultRootLabel).
+	RootFSType  string
+	RootLabel   string
 	MkfsOptions []string
+	// RootUUID is the root filesystem's UUID when the layout gives none.
+	// Give it for reproducible builds; "" picks a random one. The
+	// identifiers the layout and the fields below leave open are derived
+	// from it (Layout.AssignIDs).
+	RootUUID    string
+	ESPVolumeID uint32 // the ESP's FAT volume id (shown as XXXX-XXXX) when the layout gives none
+	DiskGUID    string // GPT disk GUID (MBR: 8 hex digits of disk signature) when the layout gives none
 	GrubPCDir   string // default DefaultGrubPCDir (boot.img, modules)
 	GrubEFIDir  string // default DefaultGrubEFIDir
 	// BIOS and UEFI are the boot loaders to install. Both false means
-	// both without a Layout, and with one whatever the layout can boot:
-	// BIOS on MBR or on GPT with a BIOS boot partition (EF02), UEFI with an
-	// ESP (vfat at /boot/efi on an EF00 or 0xEF partition).
+	// whatever the layout can boot: BIOS on MBR or on GPT with a BIOS boot
+	// partition (EF02), UEFI with an ESP (vfat at /boot/efi on an EF00 or
+	// 0xEF partition).
 	BIOS, UEFI bool
 
-	PartitionTable TableKind // GPT (default) or MBR (BIOS boot from the post-MBR gap)
-	ESPSizeBytes   int64     // default DefaultESPBytes; at least 33 MiB (FAT32 minimum with 512-byte clusters)
-	RootTypeGUID   string    // GPT type of the root partition; default LinuxRootX86_64
 	// Files are written into the image after mkfs, owned by root,
 	// replacing files of the tree (which stays untouched): typically
 	// /boot/grub/grub.cfg from GrubConfig and /etc/fstab from Disk.Fstab.
@@ -66,15 +62,9 @@ type DiskSpec struct {
 	// filesystem).
 	Files []File
 
-	// Layout is a DIB block-device layout (ParseBlockDeviceConfig,
-	// DefaultLayout). nil keeps the original disk described above. With a
-	// Layout, PartitionTable, ESPSizeBytes and RootTypeGUID are unused;
-	// RootFSType, RootLabel and MkfsOptions are applied with
-	// Layout.MergeRoot (to mkfs_root, for what its YAML leaves open); and
-	// RootUUID, ESPVolumeID and DiskGUID fill only the identifiers the
-	// Layout leaves open, the rest being derived from RootUUID by
-	// AssignIDs. The caller's Layout is not changed: Disk.Layout is the
-	// completed copy.
+	// Layout is the DIB block-device layout (DefaultLayout,
+	// ReadBlockDeviceConfig, ...); it is required. The caller's Layout is
+	// not changed: Disk.Layout is the completed copy.
 	Layout *Layout
 }
 
@@ -87,20 +77,17 @@ type File struct {
 
 // Disk is a planned (and, after BuildDisk, written) disk image.
 type Disk struct {
-	Path          string // set by BuildDisk
-	Table         Table  // Kind "" when the layout has no partition table
-	RootPartition Partition
-	ESPPartition  *Partition // nil without UEFI
-	RootFSBytes   int64      // the root filesystem's size
-	Usage         TreeUsage  // the whole tree, summed over the filesystems
+	Path         string     // set by BuildDisk
+	Table        Table      // Kind "" when the layout has no partition table
+	ESPPartition *Partition // the ESP's partition; nil without UEFI
+	RootFSBytes  int64      // the root filesystem's size (its FSPlan's SizeBytes)
+	Usage        TreeUsage  // the whole tree, summed over the filesystems
 
-	Spec              DiskSpec   // the spec with defaults and derived IDs filled in
+	Spec              DiskSpec   // the spec with defaults filled in, BIOS and UEFI as decided
 	BIOSBootPartition *Partition // GPT with BIOS: where core.img goes
-	RootInodes        int64      // the -N given to mkfs.ext4
-	RootFreeBytes     int64      // estimated free space in the root fs after the tree
 
-	// Layout is the layout built: the spec's (or the original disk's),
-	// with MergeRoot applied and every identifier assigned.
+	// Layout is the layout built: the spec's, with MergeRoot applied and
+	// every identifier assigned.
 	Layout *Layout
 	// Filesystems are the layout's filesystems with their volumes, sizes
 	// and the parts of the tree they hold, in layout order.
@@ -114,8 +101,6 @@ type Disk struct {
 	// embedded in core.img and BOOTX64.EFI to find it.
 	BootFilesystem string
 	EarlyConfig    string
-
-	legacy bool // Spec.Layout was nil: Fstab keeps its original form
 }
 
 // Filesystem returns the plan of the filesystem named name (a mkfs node),
@@ -155,8 +140,8 @@ func (e *TooSmallError) Error() string {
 		humanBytes(e.SizeBytes), which, humanBytes(e.RootFSNeedBytes), humanBytes(e.ContentBytes), gib)
 }
 
-// normalize fills in defaults and derived identifiers and checks the spec.
-// The original disk's fields are checked only without a Layout.
+// normalize fills in defaults and checks the spec; the layout's own
+// checks come with completeLayout and planning.
 func normalize(s DiskSpec) (DiskSpec, error) {
 	if s.RootDir == "" {
 		return s, errors.New("disk spec: RootDir is empty: give the finished root tree")
@@ -188,102 +173,10 @@ func normalize(s DiskSpec) (DiskSpec, error) {
 		}
 		s.RootUUID = strings.ToLower(s.RootUUID)
 	}
-	if s.Layout != nil {
-		return s, nil
+	if s.Layout == nil {
+		return s, errors.New("disk spec: Layout is nil: give a block-device layout (DefaultLayout, ReadBlockDeviceConfig, ...)")
 	}
-
-	switch s.RootFSType {
-	case "", "ext4":
-		s.RootFSType = "ext4"
-	case "xfs":
-		return s, errors.New("root filesystem type xfs is not supported without loop devices: mkfs.xfs cannot populate from a directory in Debian 12's xfsprogs 6.1 (-p takes a proto file); use ext4, or give a Layout (the loop assembler builds xfs as root)")
-	default:
-		return s, fmt.Errorf("root filesystem type %q is not supported: use ext4", s.RootFSType)
-	}
-	if s.RootLabel == "" {
-		s.RootLabel = DefaultRootLabel
-	}
-	if len(s.RootLabel) > 16 || strings.ContainsAny(s.RootLabel, " \t\n'\"") {
-		return s, fmt.Errorf("root label %q: ext4 labels are at most 16 bytes, without spaces or quotes", s.RootLabel)
-	}
-	if s.RootUUID == "" {
-		if s.RootUUID, err = randomUUID(); err != nil {
-			return s, err
-		}
-	}
-	if s.PartitionTable == "" {
-		s.PartitionTable = GPT
-	}
-	switch s.PartitionTable {
-	case GPT:
-		if s.DiskGUID == "" {
-			s.DiskGUID = derivedGUID(s.RootUUID, "disk")
-		}
-		if _, err := parseGUID(s.DiskGUID); err != nil {
-			return s, fmt.Errorf("disk GUID: %w", err)
-		}
-		s.DiskGUID = strings.ToUpper(s.DiskGUID)
-	case MBR:
-		if s.DiskGUID == "" {
-			s.DiskGUID = fmt.Sprintf("%08X", derivedUint32(s.RootUUID, "mbr"))
-		}
-		sig, err := parseMBRSignature(s.DiskGUID)
-		if err != nil {
-			return s, err
-		}
-		s.DiskGUID = fmt.Sprintf("%08X", sig)
-	default:
-		return s, fmt.Errorf("partition table %q: use %q or %q", s.PartitionTable, GPT, MBR)
-	}
-	if s.ESPVolumeID == 0 {
-		s.ESPVolumeID = derivedUint32(s.RootUUID, "esp")
-	}
-	if !s.BIOS && !s.UEFI {
-		s.BIOS, s.UEFI = true, true
-	}
-	if s.ESPSizeBytes == 0 {
-		s.ESPSizeBytes = DefaultESPBytes
-	}
-	if s.ESPSizeBytes < 33*MiB || s.ESPSizeBytes%MiB != 0 {
-		return s, fmt.Errorf("ESP size %d bytes: must be a whole number of MiB, at least 33 MiB (FAT32 needs 65525 clusters)", s.ESPSizeBytes)
-	}
-	if s.RootTypeGUID == "" {
-		s.RootTypeGUID = LinuxRootX86_64
-	}
-	if _, err := parseGUID(s.RootTypeGUID); err != nil {
-		return s, fmt.Errorf("root partition type: %w", err)
-	}
-	s.RootTypeGUID = strings.ToUpper(s.RootTypeGUID)
 	return s, nil
-}
-
-// legacyLayout is the original disk of a normalized spec without a Layout,
-// as a Layout, with the identifiers it always had.
-func legacyLayout(s DiskSpec) *Layout {
-	l := &Layout{Source: "builder's default disk", Image: LoopImage{Name: "image0", BlockSize: SectorSize}}
-	p := &Partitioning{Base: "image0", Label: s.PartitionTable, AlignBytes: MiB, DiskGUID: s.DiskGUID}
-	abs := func(b int64) Size { return Size{Spec: humanBytes(b), Bytes: b} }
-	if s.PartitionTable == GPT && s.BIOS {
-		p.Partitions = append(p.Partitions, PartitionSpec{Name: "bios", Size: abs(biosBootBytes), Type: "EF02", TypeGUID: BIOSBoot})
-	}
-	if s.UEFI {
-		p.Partitions = append(p.Partitions, PartitionSpec{Name: "esp", Size: abs(s.ESPSizeBytes), Primary: s.PartitionTable == MBR, Type: "EF00", TypeGUID: ESP, MBRType: MBRESP})
-		l.Filesystems = append(l.Filesystems, Filesystem{Name: "esp", Base: "esp", Type: "vfat", Label: "ESP", UUID: FATVolumeID(s.ESPVolumeID),
-			Mount:   &Mount{Name: "mount_esp", MountPoint: "/boot/efi", Fstab: &FstabEntry{Options: "umask=0077,nofail", FsckPassno: 2}},
-			typeSet: true, labelSet: true})
-	}
-	p.Partitions = append(p.Partitions, PartitionSpec{Name: "root", Size: Size{Spec: "100%", Relative: true, Percent: 100},
-		Boot: s.PartitionTable == MBR, Primary: s.PartitionTable == MBR, TypeGUID: s.RootTypeGUID, MBRType: MBRLinux})
-	if s.PartitionTable == GPT {
-		for i := range p.Partitions {
-			p.Partitions[i].GUID = derivedGUID(s.DiskGUID, fmt.Sprintf("partition-%d", i+1))
-		}
-	}
-	l.Partitioning = p
-	l.Filesystems = append(l.Filesystems, Filesystem{Name: "mkfs_root", Base: "root", Type: s.RootFSType, Label: s.RootLabel, UUID: s.RootUUID,
-		Opts: s.MkfsOptions, Mount: &Mount{Name: "mount_mkfs_root", MountPoint: "/", Fstab: &FstabEntry{Options: "errors=remount-ro", FsckPassno: 1}},
-		typeSet: true, labelSet: true, optsSet: true})
-	return l
 }
 
 // completeLayout copies the spec's layout and fills in what the spec
@@ -353,27 +246,19 @@ func PlanDisk(ctx context.Context, spec DiskSpec) (*Disk, error) {
 	if err != nil {
 		return nil, err
 	}
-	var l *Layout
-	if s.Layout == nil {
-		if _, err := parseMkfsOptions(s.MkfsOptions); err != nil {
-			return nil, err
-		}
-		l = legacyLayout(s)
-	} else if l, err = completeLayout(s); err != nil {
+	l, err := completeLayout(s)
+	if err != nil {
 		return nil, err
 	}
-	return planLayout(ctx, s, l, s.Layout == nil)
+	return planLayout(ctx, s, l)
 }
 
-// setBootInfo decides the boot loaders and where GRUB finds its files,
-// and fills the original disk's fields (root partition, ESP, ...).
-func (d *Disk) setBootInfo(lp *layoutPlan) error {
+// setBootInfo decides the boot loaders and where GRUB finds its files:
+// the partitions core.img and BOOTX64.EFI go to, and the filesystem GRUB
+// reads grub.cfg from.
+func (d *Disk) setBootInfo() error {
 	s, l := &d.Spec, d.Layout
-	root := d.Filesystem(l.Root().Name)
-	if root.Partition != nil {
-		d.RootPartition = *root.Partition
-	}
-	d.RootFSBytes, d.RootInodes, d.RootFreeBytes = root.SizeBytes, root.Inodes, root.FreeBytes
+	d.RootFSBytes = d.Filesystem(l.Root().Name).SizeBytes
 	var why []string
 	canBIOS := false
 	switch d.Table.Kind {
@@ -428,44 +313,9 @@ func (d *Disk) setBootInfo(lp *layoutPlan) error {
 	return nil
 }
 
-// Fstab returns /etc/fstab for the disk: with a Layout, DIB's (every
-// filesystem by label, Layout.Fstab); for the original disk, the root by
-// label and the ESP by its FAT volume id (nofail, so a missing ESP does
-// not stop the boot).
-func (d *Disk) Fstab() string {
-	if !d.legacy {
-		return d.Layout.Fstab()
-	}
-	return Fstab(d.Spec.RootLabel, d.Spec.RootFSType, d.Spec.ESPVolumeID, d.ESPPartition != nil)
-}
-
-// Fstab is Disk.Fstab for callers that write /etc/fstab into the tree before
-// the disk is planned (so that hooks and the initramfs see it).
-func Fstab(rootLabel, rootFSType string, espVolumeID uint32, withESP bool) string {
-	s := fmt.Sprintf("LABEL=%s / %s errors=remount-ro 0 1\n", rootLabel, rootFSType)
-	if withESP {
-		s += fmt.Sprintf("UUID=%s /boot/efi vfat umask=0077,nofail 0 2\n", FATVolumeID(espVolumeID))
-	}
-	return s
-}
-
-// FATVolumeID formats a FAT volume id the way blkid and fstab show it.
-func FATVolumeID(id uint32) string {
-	return fmt.Sprintf("%04X-%04X", id>>16, id&0xffff)
-}
-
-// parseFATVolumeID reads a FAT volume id: XXXX-XXXX or 8 hex digits.
-func parseFATVolumeID(s string) (uint32, error) {
-	h := strings.ReplaceAll(s, "-", "")
-	var v uint32
-	if len(h) != 8 || (strings.Contains(s, "-") && (len(s) != 9 || s[4] != '-')) {
-		return 0, fmt.Errorf("FAT volume id %q: give XXXX-XXXX (8 hex digits)", s)
-	}
-	if _, err := fmt.Sscanf(h, "%08x", &v); err != nil {
-		return 0, fmt.Errorf("FAT volume id %q: give XXXX-XXXX (8 hex digits)", s)
-	}
-	return v, nil
-}
+// Fstab returns /etc/fstab for the disk: DIB's, every filesystem by
+// label (Layout.Fstab).
+func (d *Disk) Fstab() string { return d.Layout.Fstab() }
 
 // featurePins returns the "-O ^feature" entries that keep the filesystem
 // readable by older guests' e2fsck (bullseye's 1.46 rejects orphan_file).
@@ -597,38 +447,4 @@ func unixPerm(m fs.FileMode) uint32 {
 		p |= 0o1000
 	}
 	return p
-}
-
-// group runs functions concurrently; the first error cancels the rest.
-type group struct {
-	wg     sync.WaitGroup
-	mu     sync.Mutex
-	err    error
-	cancel context.CancelFunc
-}
-
-func (g *group) start(ctx context.Context) context.Context {
-	ctx, g.cancel = context.WithCancel(ctx)
-	return ctx
-}
-
-func (g *group) run(fn func() error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := fn(); err != nil {
-			g.mu.Lock()
-			if g.err == nil {
-				g.err = err
-				g.cancel()
-			}
-			g.mu.Unlock()
-		}
-	}()
-}
-
-func (g *group) wait() error {
-	g.wg.Wait()
-	g.cancel()
-	return g.err
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,6 +19,80 @@ import (
 )
 
 const testRootUUID = "5e3f9c6a-0d1b-4c55-9d8e-6f1a2b3c4d5e"
+
+// hybridGPTYAML is the disk builder made before it read DIB's layouts,
+// the one these tests have always checked: GPT with a 1 MiB BIOS boot
+// partition, a 100 MiB ESP with the root's fstab options, and the root
+// (the discoverable-partitions root type) filling the rest.
+const hybridGPTYAML = `
+- local_loop:
+    name: image0
+- partitioning:
+    base: image0
+    label: gpt
+    partitions:
+      - name: bios
+        type: 'EF02'
+        size: 1MiB
+      - name: esp
+        type: 'EF00'
+        size: 100MiB
+        mkfs:
+          type: vfat
+          label: ESP
+          mount:
+            mount_point: /boot/efi
+            fstab:
+              options: "umask=0077,nofail"
+              fsck-passno: 2
+      - name: root
+        type: '8304'
+        size: 100%
+        mkfs:
+          mount:
+            mount_point: /
+            fstab:
+              options: "errors=remount-ro"
+              fsck-passno: 1
+`
+
+// mbrDiskYAML is that disk on an MBR: an ESP of type 0xEF first (with
+// UEFI), and the root, active, filling the rest.
+func mbrDiskYAML(uefi bool) string {
+	y := `
+- local_loop:
+    name: image0
+- partitioning:
+    base: image0
+    label: mbr
+    partitions:
+`
+	if uefi {
+		y += `      - name: esp
+        type: '0xEF'
+        size: 100MiB
+        flags: [primary]
+        mkfs:
+          type: vfat
+          label: ESP
+          mount:
+            mount_point: /boot/efi
+            fstab:
+              options: "umask=0077,nofail"
+              fsck-passno: 2
+`
+	}
+	return y + `      - name: root
+        size: 100%
+        flags: [boot, primary]
+        mkfs:
+          mount:
+            mount_point: /
+            fstab:
+              options: "errors=remount-ro"
+              fsck-passno: 1
+`
+}
 
 // makeTree builds a small root tree with the cases that copying gets wrong:
 // hard links, short and long symlinks, setuid, foreign owners, an empty
@@ -164,10 +239,11 @@ func TestBuildDiskHybridGPT(t *testing.T) {
 
 	headroom := 64 * MiB
 	d, err := PlanDisk(bg, DiskSpec{RootDir: ro, RootUUID: testRootUUID, ESPVolumeID: 0x1234ABCD, HeadroomBytes: headroom,
-		MkfsOptions: []string{"-E", "lazy_itable_init=0"}})
+		MkfsOptions: []string{"-E", "lazy_itable_init=0"}, Layout: mustLayout(t, hybridGPTYAML)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	root := d.Filesystem("mkfs_root")
 	grubCfg := GrubConfig(GrubConfigSpec{RootUUID: d.Spec.RootUUID, Serial: DefaultSerial, Timeout: 1, Title: "Test Linux"})
 	d.Spec.Files = append(d.Spec.Files,
 		File{Path: "/boot/grub/grub.cfg", Data: []byte(grubCfg)},
@@ -192,8 +268,8 @@ func TestBuildDiskHybridGPT(t *testing.T) {
 	if len(j.Partitions) != 3 || j.Partitions[0].Type != BIOSBoot || j.Partitions[1].Type != ESP || j.Partitions[2].Type != LinuxRootX86_64 {
 		t.Fatalf("partitions: %+v", j.Partitions)
 	}
-	if j.Partitions[2].Start*512 != d.RootPartition.StartBytes || j.Partitions[2].Size*512 != d.RootFSBytes {
-		t.Errorf("root partition %+v, planned %+v", j.Partitions[2], d.RootPartition)
+	if j.Partitions[2].Start*512 != root.Partition.StartBytes || j.Partitions[2].Size*512 != d.RootFSBytes {
+		t.Errorf("root partition %+v, planned %+v", j.Partitions[2], root.Partition)
 	}
 	st, _ := os.Stat(img)
 	if st.Size() != d.Table.DiskSizeBytes || st.Size()%(64*MiB) != 0 {
@@ -204,7 +280,7 @@ func TestBuildDiskHybridGPT(t *testing.T) {
 	}
 
 	// Root filesystem.
-	rootFS := fmt.Sprintf("%s?offset=%d", img, d.RootPartition.StartBytes)
+	rootFS := fmt.Sprintf("%s?offset=%d", img, root.Partition.StartBytes)
 	tool(t, "e2fsck", "-fn", rootFS)
 	h := tool(t, "dumpe2fs", "-h", rootFS)
 	if v := dumpe2fsField(t, h, "Filesystem volume name"); v != DefaultRootLabel {
@@ -223,8 +299,8 @@ func TestBuildDiskHybridGPT(t *testing.T) {
 	if free*4096 < headroom {
 		t.Errorf("only %s available in the root fs, asked for %s", humanBytes(free*4096), humanBytes(headroom))
 	}
-	if n := atoi64(t, dumpe2fsField(t, h, "Inode count")); n < d.RootInodes {
-		t.Errorf("inode count %d < the %d asked for", n, d.RootInodes)
+	if n := atoi64(t, dumpe2fsField(t, h, "Inode count")); n < root.Inodes {
+		t.Errorf("inode count %d < the %d asked for", n, root.Inodes)
 	}
 
 	for _, c := range []struct {
@@ -260,7 +336,7 @@ func TestBuildDiskHybridGPT(t *testing.T) {
 		t.Errorf("fifo not copied:\n%s", out)
 	}
 	if out := tool(t, "debugfs", "-R", "cat /etc/fstab", rootFS); !strings.Contains(out, "LABEL=cloudimg-rootfs / ext4 errors=remount-ro 0 1") ||
-		!strings.Contains(out, "UUID=1234-ABCD /boot/efi vfat umask=0077,nofail 0 2") {
+		!strings.Contains(out, "LABEL=ESP /boot/efi vfat umask=0077,nofail 0 2") {
 		t.Errorf("fstab in the image:\n%s", out)
 	}
 
@@ -308,7 +384,7 @@ func TestBuildDiskHybridGPT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.HasPrefix(b, []byte("MZ")) || !bytes.Contains(b, []byte(EarlyConfig(testRootUUID))) {
+	if !bytes.HasPrefix(b, []byte("MZ")) || !bytes.Contains(b, []byte(EarlyConfigFor(testRootUUID, "/boot/grub"))) {
 		t.Errorf("BOOTX64.EFI is not a PE image with the early config embedded")
 	}
 
@@ -378,12 +454,13 @@ func TestBuildDiskMBR(t *testing.T) {
 		types []string
 	}{{"bios", false, []string{"83"}}, {"hybrid", true, []string{"ef", "83"}}} {
 		t.Run(c.name, func(t *testing.T) {
-			d, err := PlanDisk(bg, DiskSpec{RootDir: tree, RootUUID: testRootUUID, BIOS: true, UEFI: c.uefi, PartitionTable: MBR,
+			d, err := PlanDisk(bg, DiskSpec{RootDir: tree, RootUUID: testRootUUID, BIOS: true, UEFI: c.uefi, Layout: mustLayout(t, mbrDiskYAML(c.uefi)),
 				Files: []File{{Path: "/boot/grub/grub.cfg", Data: []byte(GrubConfig(GrubConfigSpec{RootUUID: testRootUUID}))}}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (d.ESPPartition != nil) != c.uefi || d.BIOSBootPartition != nil || d.RootPartition.Number != len(c.types) {
+			root := d.Filesystem("mkfs_root").Partition
+			if (d.ESPPartition != nil) != c.uefi || d.BIOSBootPartition != nil || root.Number != len(c.types) {
 				t.Fatalf("MBR plan: %+v", d.Table)
 			}
 			img := filepath.Join(t.TempDir(), "mbr.raw")
@@ -392,7 +469,7 @@ func TestBuildDiskMBR(t *testing.T) {
 			}
 			verifySfdisk(t, img)
 			j := readSfdisk(t, img).PartitionTable
-			if j.Label != "dos" || len(j.Partitions) != len(c.types) || j.ID != "0x"+strings.ToLower(d.Spec.DiskGUID) {
+			if j.Label != "dos" || len(j.Partitions) != len(c.types) || j.ID != "0x"+strings.ToLower(d.Table.DiskGUID) {
 				t.Fatalf("sfdisk: %+v", j)
 			}
 			for i, typ := range c.types {
@@ -400,8 +477,8 @@ func TestBuildDiskMBR(t *testing.T) {
 					t.Errorf("partition %d: %+v, want type %s, active only for the root", i+1, p, typ)
 				}
 			}
-			tool(t, "e2fsck", "-fn", fmt.Sprintf("%s?offset=%d", img, d.RootPartition.StartBytes))
-			rootDev := fmt.Sprintf("(loop0,msdos%d)/boot/grub", d.RootPartition.Number)
+			tool(t, "e2fsck", "-fn", fmt.Sprintf("%s?offset=%d", img, root.StartBytes))
+			rootDev := fmt.Sprintf("(loop0,msdos%d)/boot/grub", root.Number)
 			if ls := tool(t, "grub-fstest", img, "ls", rootDev); !strings.Contains(ls, "grub.cfg") {
 				t.Errorf("grub-fstest ls %s: %s", rootDev, ls)
 			}
@@ -424,7 +501,7 @@ func TestPlanDisk(t *testing.T) {
 	}
 
 	t.Run("too small", func(t *testing.T) {
-		_, err := PlanDisk(bg, DiskSpec{RootDir: tree, SizeBytes: 128 * MiB})
+		_, err := PlanDisk(bg, DiskSpec{RootDir: tree, SizeBytes: 128 * MiB, Layout: mustLayout(t, hybridGPTYAML)})
 		var ts *TooSmallError
 		if !errors.As(err, &ts) {
 			t.Fatalf("PlanDisk with 128 MiB for a 40 MiB tree: %v", err)
@@ -436,24 +513,25 @@ func TestPlanDisk(t *testing.T) {
 				t.Errorf("error %q lacks %q", msg, want)
 			}
 		}
-		if ts.NeedBytes <= 128*MiB || ts.RootFSNeedBytes < MinRootFSBytes(u) {
+		if ts.NeedBytes <= 128*MiB || ts.RootFSNeedBytes < minRootFSBytes(u) {
 			t.Errorf("TooSmallError %+v", ts)
 		}
 		// The size it asks for is enough.
-		if _, err := PlanDisk(bg, DiskSpec{RootDir: tree, SizeBytes: ts.NeedBytes}); err != nil {
+		if _, err := PlanDisk(bg, DiskSpec{RootDir: tree, SizeBytes: ts.NeedBytes, Layout: mustLayout(t, hybridGPTYAML)}); err != nil {
 			t.Errorf("PlanDisk with the size the error asked for (%d): %v", ts.NeedBytes, err)
 		}
 	})
 
 	t.Run("automatic", func(t *testing.T) {
-		spec := DiskSpec{RootDir: tree, RootUUID: testRootUUID, HeadroomBytes: DefaultHeadroom(u)}
+		spec := DiskSpec{RootDir: tree, RootUUID: testRootUUID, HeadroomBytes: defaultHeadroom(u), Layout: mustLayout(t, hybridGPTYAML)}
 		d, err := PlanDisk(bg, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d.RootFSBytes < MinRootFSBytes(u)+spec.HeadroomBytes-64*MiB || d.RootFreeBytes < spec.HeadroomBytes {
+		rootFree := d.Filesystem("mkfs_root").FreeBytes
+		if d.RootFSBytes < minRootFSBytes(u)+spec.HeadroomBytes-64*MiB || rootFree < spec.HeadroomBytes {
 			t.Errorf("root fs %s with %s free for a tree needing %s plus %s headroom",
-				humanBytes(d.RootFSBytes), humanBytes(d.RootFreeBytes), humanBytes(MinRootFSBytes(u)), humanBytes(spec.HeadroomBytes))
+				humanBytes(d.RootFSBytes), humanBytes(rootFree), humanBytes(minRootFSBytes(u)), humanBytes(spec.HeadroomBytes))
 		}
 		if d.Table.DiskSizeBytes%(64*MiB) != 0 || d.Table.DiskSizeBytes < u.ContentBytes() {
 			t.Errorf("disk size %d", d.Table.DiskSizeBytes)
@@ -466,7 +544,7 @@ func TestPlanDisk(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(d.Table) != fmt.Sprint(d2.Table) || d.Spec.ESPVolumeID != d2.Spec.ESPVolumeID {
+		if fmt.Sprint(d.Table) != fmt.Sprint(d2.Table) || d.Layout.ESP().UUID != d2.Layout.ESP().UUID {
 			t.Errorf("two plans differ:\n%+v\n%+v", d.Table, d2.Table)
 		}
 		if d.Table.Partitions[0].GUID == d.Table.Partitions[1].GUID {
@@ -475,18 +553,18 @@ func TestPlanDisk(t *testing.T) {
 	})
 
 	t.Run("refused specs", func(t *testing.T) {
+		l := mustLayout(t, hybridGPTYAML)
 		for _, c := range []struct {
 			spec DiskSpec
 			want string
 		}{
-			{DiskSpec{RootDir: tree, RootFSType: "xfs"}, "xfs is not supported"},
-			{DiskSpec{RootDir: tree, RootFSType: "btrfs"}, "use ext4"},
-			{DiskSpec{RootDir: tree, RootLabel: "a-label-longer-than-16"}, "16 bytes"},
-			{DiskSpec{RootDir: tree, ESPSizeBytes: 20 * MiB}, "33 MiB"},
-			{DiskSpec{RootDir: tree, RootUUID: "not-a-uuid"}, "root UUID"},
-			{DiskSpec{RootDir: filepath.Join(tree, "big")}, "not a directory"},
-			{DiskSpec{RootDir: tree, MkfsOptions: []string{"-E", "offset=0"}}, "set by builder"},
-			{DiskSpec{RootDir: tree, Files: []File{{Path: "etc/fstab"}}}, "absolute path"},
+			{DiskSpec{RootDir: tree, Layout: l, RootFSType: "btrfs"}, "use ext4"},
+			{DiskSpec{RootDir: tree, Layout: l, RootLabel: "a-label-longer-than-16"}, "at most 16"},
+			{DiskSpec{RootDir: tree, Layout: l, RootUUID: "not-a-uuid"}, "root UUID"},
+			{DiskSpec{RootDir: filepath.Join(tree, "big"), Layout: l}, "not a directory"},
+			{DiskSpec{RootDir: tree, Layout: l, MkfsOptions: []string{"-E", "offset=0"}}, "set by builder"},
+			{DiskSpec{RootDir: tree, Layout: l, Files: []File{{Path: "etc/fstab"}}}, "absolute path"},
+			{DiskSpec{RootDir: tree}, "Layout is nil"},
 		} {
 			if _, err := PlanDisk(bg, c.spec); err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("PlanDisk(%+v): %v, want an error containing %q", c.spec, err, c.want)
@@ -500,7 +578,7 @@ func TestPlanDisk(t *testing.T) {
 func TestBuildDiskFailures(t *testing.T) {
 	needTools(t, "mkfs.ext4", "grub-mkimage", "mkfs.vfat", "mmd", "mcopy")
 	tree := makeTree(t)
-	d, err := PlanDisk(bg, DiskSpec{RootDir: tree, RootUUID: testRootUUID})
+	d, err := PlanDisk(bg, DiskSpec{RootDir: tree, RootUUID: testRootUUID, Layout: mustLayout(t, hybridGPTYAML)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -515,7 +593,10 @@ func TestBuildDiskFailures(t *testing.T) {
 	}
 	// The tree grew after planning: mkfs runs out of space mid-way.
 	d2 := *d
-	d2.RootFSBytes = 16 * MiB // far below the tree (50 MiB sparse file aside, 300 files)
+	d2.Filesystems = slices.Clone(d.Filesystems)
+	root := d2.Filesystem("mkfs_root")
+	root.SizeBytes = 16 * MiB // far below the tree (50 MiB sparse file aside, 300 files)
+	root.extents = []extent{{root.OffsetBytes, root.SizeBytes}}
 	mustWrite(t, filepath.Join(tree, "late"), bytes.Repeat([]byte{7}, 20*int(MiB)), 0o644)
 	err = BuildDisk(bg, &d2, img)
 	if err == nil || !strings.Contains(err.Error(), "too small") {

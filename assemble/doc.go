@@ -10,7 +10,8 @@
 // FS_TYPE, --root-label and --mkfs-options to mkfs_root as DIB does;
 // AssignIDs derives every filesystem UUID, FAT volume id and partition
 // GUID the YAML leaves open from a seed; Fstab and Mounts give DIB's
-// /etc/fstab and mount order. DefaultLayout is block-device-efi's.
+// /etc/fstab and mount order. DefaultLayout is block-device-efi's, read
+// from that element's block-device-default.yaml in the embedded library.
 //
 // Sizes are DIB's: KiB..TiB are powers of 1024, K..T and KB..TB powers of
 // 1000, N% is a share of the space still free at that point; GPT keeps
@@ -28,7 +29,8 @@
 // too small. BuildDisk then writes the image in place:
 //
 //   - the partition table (Table.WriteTo: protective MBR and both GPTs, or
-//     an MBR with its EBR chain);
+//     an MBR with its EBR chain; Table is builder/internal/parttable's,
+//     which also holds the one partition table reader of the module);
 //   - ext2/3/4 by `mkfs.ext4 -d TREE -E offset=N`, which copies the tree
 //     with owners, modes, hard links, xattrs and holes straight into the
 //     image; child mount points that hold files are hidden from it by
@@ -71,8 +73,20 @@
 //	err = assemble.BuildDisk(ctx, d, "out/disk.raw")
 //	err = assemble.Convert(ctx, "out/disk.raw", "out/disk.qcow2", assemble.QCOW2, assemble.ConvertOptions{Compress: true})
 //
-// Without a Layout, DiskSpec describes the original disk (GPT, 1 MiB BIOS
-// boot partition, 100 MiB ESP, ext4 root) and BuildDisk stays loopless.
+// # Files
+//
+// The layout and its YAML: layout.go (the types and the questions asked
+// of them), size.go (DIB's sizes), blockdevice_yaml.go (DIB's tree and
+// graph forms into graph entries), blockdevice_graph.go (the plugins'
+// checks, the node graph and its order), blockdevice_lvm.go (the lvm
+// entry), labels.go (filesystem types, labels and the mkfs_root merge),
+// mounts.go (mount order, fstab), ids.go (UUIDs, GUIDs, volume ids),
+// parttypes.go (partition type codes), defaultlayout.go. Planning:
+// disk.go (DiskSpec, Disk, PlanDisk), plan.go (volume and filesystem
+// sizes), tree.go, ext4size.go and fsmodels.go (what the tree takes).
+// Writing: assembly.go (BuildDisk and each filesystem type), lvm.go,
+// loop.go, grub.go, run.go (host tools). Other outputs: convert.go,
+// archive.go, initramfs.go.
 //
 // Every output is written under a hidden temporary name in its directory
 // and renamed when complete; on failure or cancellation the partial file,

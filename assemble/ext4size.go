@@ -361,27 +361,6 @@ func (o ext4Options) minFSBytesFrom(u TreeUsage, availBytes, from int64) (int64,
 	return 0, fmt.Errorf("no ext4 size up to %s holds the tree: %v", humanBytes(size), lastErr)
 }
 
-// MinRootFSBytes is the smallest ext4 filesystem (whole MiB) that
-// mkfs.ext4 -d can fill with a tree of usage u, with builder's defaults:
-// 4 KiB blocks, 256-byte inodes, the inode count builder passes with -N
-// (one per 16 KiB, at least the tree's inodes plus a quarter), and the
-// journal mke2fs picks for that size (4 MiB below 128 MiB, 16 MiB below
-// 1 GiB, 32 MiB below 2 GiB, 64 MiB below 16 GiB, ...). It leaves no free
-// space: add headroom for a usable system.
-func MinRootFSBytes(u TreeUsage) int64 {
-	n, err := defaultExt4Options().minFSBytes(u, 0)
-	if err != nil {
-		return 0 // only for absurd inode counts; PlanDisk reports the error
-	}
-	return n
-}
-
-// DefaultHeadroom is the free space builder suggests leaving in an
-// automatically sized root filesystem: 10% of the content plus 256 MiB.
-func DefaultHeadroom(u TreeUsage) int64 {
-	return u.ContentBytes()/10 + 256*MiB
-}
-
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 func roundUp(a, unit int64) int64 { return ceilDiv(a, unit) * unit }

@@ -117,7 +117,29 @@ func mkfsFill(t *testing.T, tree string, u TreeUsage, fsBytes int64, img string)
 	return err == nil, out
 }
 
-// MinRootFSBytes must be enough for mkfs.ext4 -d to fill the filesystem
+// minRootFSBytes is the smallest ext4 filesystem (whole MiB) that
+// mkfs.ext4 -d can fill with a tree of usage u, with builder's defaults:
+// 4 KiB blocks, 256-byte inodes, the inode count builder passes with -N
+// (one per 16 KiB, at least the tree's inodes plus a quarter), and the
+// journal mke2fs picks for that size (4 MiB below 128 MiB, 16 MiB below
+// 1 GiB, 32 MiB below 2 GiB, 64 MiB below 16 GiB, ...). It leaves no free
+// space. PlanDisk sizes every ext filesystem with this model; the test
+// below holds the model to what mkfs.ext4 really fits.
+func minRootFSBytes(u TreeUsage) int64 {
+	n, err := defaultExt4Options().minFSBytes(u, 0)
+	if err != nil {
+		return 0 // only for absurd inode counts; PlanDisk reports the error
+	}
+	return n
+}
+
+// defaultHeadroom is 10% of the content plus 256 MiB: free space for a
+// usable root filesystem.
+func defaultHeadroom(u TreeUsage) int64 {
+	return u.ContentBytes()/10 + 256*MiB
+}
+
+// minRootFSBytes must be enough for mkfs.ext4 -d to fill the filesystem
 // with a real tree, and tight: 10% less must not be enough.
 func TestMinRootFSBytesFillsRealTrees(t *testing.T) {
 	needTools(t, "mkfs.ext4")
@@ -138,18 +160,18 @@ func TestMinRootFSBytesFillsRealTrees(t *testing.T) {
 			if len(u.MountPoints) > 0 {
 				testreq.Missing(t, "%s has mount points %v", tree, u.MountPoints)
 			}
-			min := MinRootFSBytes(u)
-			t.Logf("%s: %d files, %d dirs, content %s, MinRootFSBytes %s", tree, u.Files, u.Dirs,
+			min := minRootFSBytes(u)
+			t.Logf("%s: %d files, %d dirs, content %s, minRootFSBytes %s", tree, u.Files, u.Dirs,
 				humanBytes(u.ContentBytes()), humanBytes(min))
 			if min < u.ContentBytes() {
-				t.Fatalf("MinRootFSBytes %d is below the content %d", min, u.ContentBytes())
+				t.Fatalf("minRootFSBytes %d is below the content %d", min, u.ContentBytes())
 			}
 			if ok, out := mkfsFill(t, tree, u, min, img); !ok {
-				t.Fatalf("mkfs.ext4 -d could not fill MinRootFSBytes = %s:\n%s", humanBytes(min), out)
+				t.Fatalf("mkfs.ext4 -d could not fill minRootFSBytes = %s:\n%s", humanBytes(min), out)
 			}
 			small := min * 9 / 10 / MiB * MiB
 			if ok, _ := mkfsFill(t, tree, u, small, img); ok {
-				t.Errorf("mkfs.ext4 -d filled 90%% of MinRootFSBytes (%s): the estimate is loose", humanBytes(small))
+				t.Errorf("mkfs.ext4 -d filled 90%% of minRootFSBytes (%s): the estimate is loose", humanBytes(small))
 			}
 			if os.Getenv("ASSEMBLE_BISECT") != "" {
 				lo, hi := small, min // lo fails, hi fits
@@ -161,7 +183,7 @@ func TestMinRootFSBytesFillsRealTrees(t *testing.T) {
 						lo = mid
 					}
 				}
-				t.Logf("real minimum %s, MinRootFSBytes %s (+%.2f%%)", humanBytes(hi), humanBytes(min), 100*float64(min-hi)/float64(hi))
+				t.Logf("real minimum %s, minRootFSBytes %s (+%.2f%%)", humanBytes(hi), humanBytes(min), 100*float64(min-hi)/float64(hi))
 			}
 		})
 	}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"builder/internal/parttable"
 )
 
 // GrubPlatform is a GRUB target, named as in /usr/lib/grub/<platform>.
@@ -47,17 +49,13 @@ func GrubModules(p GrubPlatform) []string {
 	return mods
 }
 
-// EarlyConfig is the config embedded in core.img and BOOTX64.EFI. It runs
-// before normal mode, so only plain commands (no if blocks): find the root
-// filesystem by UUID, whatever the disk order, and read grub.cfg from it.
-func EarlyConfig(rootUUID string) string {
-	return EarlyConfigFor(rootUUID, "/boot/grub")
-}
-
-// EarlyConfigFor is EarlyConfig for GRUB's files on the filesystem bootUUID
-// (an ext4 or xfs UUID, or a FAT volume id XXXX-XXXX) under prefix:
-// "/grub" when /boot is a filesystem of its own, "/boot/grub" otherwise
-// (Layout.GrubPrefix).
+// EarlyConfigFor is the config embedded in core.img and BOOTX64.EFI. It
+// runs before normal mode, so only plain commands (no if blocks): find the
+// filesystem holding GRUB's files by UUID (an ext4 or xfs UUID, or a FAT
+// volume id XXXX-XXXX), whatever the disk order, and read grub.cfg from it
+// under prefix: "/grub" when /boot is a filesystem of its own,
+// "/boot/grub" otherwise (Layout.GrubPrefix). PlanDisk puts it in
+// Disk.EarlyConfig.
 func EarlyConfigFor(bootUUID, prefix string) string {
 	return "search.fs_uuid " + bootUUID + " root\n" +
 		"set prefix=($root)" + prefix + "\n"
@@ -139,9 +137,13 @@ func InstallBIOSBoot(f *os.File, bootImg, coreImg []byte) error {
 	if len(bootImg) != SectorSize {
 		return fmt.Errorf("install BIOS boot: boot.img is %d bytes, expected %d", len(bootImg), SectorSize)
 	}
-	t, err := ReadTable(f)
+	st, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("install BIOS boot: %w", err)
+	}
+	t, err := parttable.Read(f, st.Size())
+	if err != nil {
+		return fmt.Errorf("install BIOS boot: read the partition table of %s: %w", f.Name(), err)
 	}
 	nsec := ceilDiv(int64(len(coreImg)), SectorSize)
 	if nsec < 2 {
@@ -166,7 +168,7 @@ func InstallBIOSBoot(f *os.File, bootImg, coreImg []byte) error {
 	case MBR:
 		firstLBA := t.DiskSizeBytes / SectorSize
 		for _, p := range t.Partitions {
-			firstLBA = min(firstLBA, p.extentStart(MBR)/SectorSize) // a logical partition's EBR counts
+			firstLBA = min(firstLBA, p.ExtentStart(MBR)/SectorSize) // a logical partition's EBR counts
 		}
 		startLBA, roomSectors = 1, firstLBA-1
 	}

@@ -10,7 +10,7 @@ import (
 )
 
 func TestEarlyConfig(t *testing.T) {
-	got := EarlyConfig(testRootUUID)
+	got := EarlyConfigFor(testRootUUID, "/boot/grub")
 	want := "search.fs_uuid " + testRootUUID + " root\nset prefix=($root)/boot/grub\n"
 	if got != want {
 		t.Errorf("EarlyConfig:\n%s\nwant:\n%s", got, want)
@@ -53,7 +53,7 @@ func TestMakeGrubImages(t *testing.T) {
 	needTools(t, "grub-mkimage")
 	dir := t.TempDir()
 	core := filepath.Join(dir, "core.img")
-	if err := MakeCoreImage(bg, DefaultGrubPCDir, EarlyConfig(testRootUUID), core); err != nil {
+	if err := MakeCoreImage(bg, DefaultGrubPCDir, EarlyConfigFor(testRootUUID, "/boot/grub"), core); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(core)
@@ -67,10 +67,10 @@ func TestMakeGrubImages(t *testing.T) {
 		t.Errorf("core.img first sector has no diskboot blocklist (segment 0x820)")
 	}
 	efi := filepath.Join(dir, "BOOTX64.EFI")
-	if err := MakeEFIImage(bg, DefaultGrubEFIDir, EarlyConfig(testRootUUID), efi); err != nil {
+	if err := MakeEFIImage(bg, DefaultGrubEFIDir, EarlyConfigFor(testRootUUID, "/boot/grub"), efi); err != nil {
 		t.Fatal(err)
 	}
-	if e, _ := os.ReadFile(efi); !strings.HasPrefix(string(e), "MZ") || !strings.Contains(string(e), EarlyConfig(testRootUUID)) {
+	if e, _ := os.ReadFile(efi); !strings.HasPrefix(string(e), "MZ") || !strings.Contains(string(e), EarlyConfigFor(testRootUUID, "/boot/grub")) {
 		t.Error("BOOTX64.EFI is not a PE image with the early config")
 	}
 	if _, err := os.Stat(efi + ".early.cfg"); err == nil {
@@ -91,7 +91,7 @@ func TestInstallBIOSBootRefuses(t *testing.T) {
 		testreq.Missing(t, "%v", err)
 	}
 	core := filepath.Join(t.TempDir(), "core.img")
-	if err := MakeCoreImage(bg, DefaultGrubPCDir, EarlyConfig(testRootUUID), core); err != nil {
+	if err := MakeCoreImage(bg, DefaultGrubPCDir, EarlyConfigFor(testRootUUID, "/boot/grub"), core); err != nil {
 		t.Fatal(err)
 	}
 	coreImg, _ := os.ReadFile(core)

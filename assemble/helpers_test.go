@@ -125,3 +125,40 @@ func noTempFiles(t testing.TB, dir string) {
 var bg = context.Background()
 
 func contextWithCancel() (context.Context, context.CancelFunc) { return context.WithCancel(bg) }
+
+// sampleGPT is a small GPT disk: BIOS boot partition, ESP and root (the
+// partition table tests themselves are builder/internal/parttable's).
+func sampleGPT() Table {
+	return Table{
+		Kind:          GPT,
+		DiskGUID:      "8E0B6D5A-3C1F-4E2A-9B7C-1D2E3F405162",
+		DiskSizeBytes: 300 * MiB,
+		Partitions: []Partition{
+			{Number: 1, Name: "bios", TypeGUID: BIOSBoot, GUID: "11111111-2222-4333-8444-555555555501", StartBytes: 1 * MiB, SizeBytes: 1 * MiB},
+			{Number: 2, Name: "esp", TypeGUID: ESP, GUID: "11111111-2222-4333-8444-555555555502", StartBytes: 2 * MiB, SizeBytes: 100 * MiB},
+			{Number: 3, Name: "root-ü", TypeGUID: LinuxRootX86_64, GUID: "11111111-2222-4333-8444-555555555503", StartBytes: 102 * MiB, SizeBytes: 197 * MiB, Bootable: true},
+		},
+	}
+}
+
+// writeTable writes tab into a new sparse disk image and returns its path.
+func writeTable(t *testing.T, tab Table) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "disk.raw")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := tab.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// partx lists the partitions of img as the kernel's partition parser
+// would: number, start, end, type, flags and scheme, one a line.
+func partx(t *testing.T, img string) string {
+	t.Helper()
+	return tool(t, "partx", "--raw", "--output", "NR,START,END,TYPE,FLAGS,SCHEME", "-g", "-b", "-", img)
+}

@@ -1,129 +1,131 @@
 package assemble
 
 import (
-	"errors"
-	"fmt"
 	"slices"
 	"strings"
 )
 
-// MergeRoot applies the image-wide root filesystem options to the mkfs
-// entry named mkfs_root, for each key its YAML did not set, as DIB does at
-// "dib-block-device init": fsType is FS_TYPE ("" = ext4), label is
-// --root-label ("" = cloudimg-rootfs, or img-rootfs for xfs), opts is
-// --mkfs-options. Other filesystems are left alone (DIB passes these
-// options to mkfs_root only). Labels are checked again.
-func (l *Layout) MergeRoot(fsType, label string, opts []string) error {
-	labels := map[string]string{}
-	for i := range l.Filesystems {
-		fs := &l.Filesystems[i]
-		mergeRoot(fs, fsType, label, opts)
-		if err := checkFSType(*fs); err != nil {
-			return fmt.Errorf("%s: %w (FS_TYPE)", l.Source, err)
-		}
-		if err := checkLabel(*fs, labels); err != nil {
-			return fmt.Errorf("%s: %w", l.Source, err)
-		}
-		labels[fs.Label] = fs.Name
-	}
-	return nil
+// The layout's types, and the questions the rest of the package asks a
+// layout: which filesystem is the root, the ESP, /boot, and which one
+// holds a path. Reading the YAML into a Layout is blockdevice_yaml.go and
+// blockdevice_graph.go.
+
+// Layout is a DIB block-device configuration ("block-device-default.yaml",
+// DIB_BLOCK_DEVICE_CONFIG) as plain data: one image, an optional partition
+// table, optional LVM, and the filesystems with their mounts and fstab
+// entries. ParseBlockDeviceConfig reads DIB's tree and graph forms alike;
+// MergeRoot applies the image-wide root options as DIB's mkfs_root merge
+// does; AssignIDs fills the identifiers the YAML leaves open. PlanDisk and
+// BuildDisk lay a tree onto it.
+type Layout struct {
+	Source       string        // where the YAML came from, for messages
+	Image        LoopImage     // the local_loop entry
+	Partitioning *Partitioning // nil: filesystems sit on the whole image (DIB's fallback)
+	LVM          *LVM          // nil without an lvm entry
+	// Filesystems are the mkfs entries in the order DIB flattens the
+	// config (children of a tree entry before the entry itself).
+	Filesystems []Filesystem
+	// Warnings name keys DIB would ignore (typos such as "fck-passno").
+	Warnings []string
 }
 
-// checkVolumes checks what the graph does not: every volume holds one
-// thing, and filesystems and PVs sit on volumes that exist.
-func (l *Layout) checkVolumes() error {
-	users := map[string]string{}
-	use := func(vol, user string) error {
-		if other, ok := users[vol]; ok {
-			return fmt.Errorf("%s is used by both %s and %s: a partition or logical volume holds one filesystem or physical volume", vol, other, user)
-		}
-		users[vol] = user
-		return nil
-	}
-	if l.LVM != nil {
-		if l.Partitioning == nil {
-			return errors.New("lvm needs a partitioning entry for its physical volumes")
-		}
-		for _, pv := range l.LVM.PVs {
-			if !slices.ContainsFunc(l.Partitioning.Partitions, func(p PartitionSpec) bool { return p.Name == pv.Base }) {
-				return fmt.Errorf("pv %s: base %s is not a partition", pv.Name, pv.Base)
-			}
-			if err := use(pv.Base, "pv "+pv.Name); err != nil {
-				return err
-			}
-		}
-	}
-	for _, fs := range l.Filesystems {
-		if l.volumeKind(fs.Base) == "" {
-			return fmt.Errorf("mkfs %s: base %s is not a partition, logical volume or image", fs.Name, fs.Base)
-		}
-		if err := use(fs.Base, "mkfs "+fs.Name); err != nil {
-			return err
-		}
-	}
-	if l.Partitioning != nil && l.Partitioning.Base != l.Image.Name {
-		return fmt.Errorf("partitioning base %s is not the local_loop image %s", l.Partitioning.Base, l.Image.Name)
-	}
-	return nil
+// LoopImage is DIB's local_loop entry: the disk image itself.
+type LoopImage struct {
+	Name      string // node name, usually image0
+	SizeBytes int64  // local_loop "size"; 0 = not given (--image-size, else automatic)
+	BlockSize int64  // logical sector size; only 512 is supported
 }
 
-// volumeKind says what a volume name is: "partition", "lv", "image" or "".
-func (l *Layout) volumeKind(name string) string {
-	if l.Partitioning != nil {
-		for _, p := range l.Partitioning.Partitions {
-			if p.Name == name {
-				return "partition"
-			}
-		}
-	}
-	if l.LVM != nil {
-		for _, lv := range l.LVM.LVs {
-			if lv.Name == name {
-				return "lv"
-			}
-		}
-	}
-	if name == l.Image.Name && name != "" {
-		return "image"
-	}
-	return ""
+// Partitioning is DIB's partitioning entry.
+type Partitioning struct {
+	Name       string    // the entry's name; DIB gives it no node of its own
+	Base       string    // the image node
+	Label      TableKind // MBR or GPT
+	AlignBytes int64     // MBR partition alignment ("align"), default 1 MiB
+	// DiskGUID is the GPT disk GUID, or for MBR the 32-bit disk signature
+	// as 8 hex digits; AssignIDs fills it in.
+	DiskGUID   string
+	Partitions []PartitionSpec
 }
 
-// AssignIDs fills every identifier the YAML left open, derived from seed
-// so that the same seed gives the same image: filesystem UUIDs, FAT
-// volume ids (as XXXX-XXXX), the GPT disk GUID or MBR signature, and GPT
-// partition GUIDs. A seed of "" picks random identifiers.
-func (l *Layout) AssignIDs(seed string) {
-	if seed == "" {
-		seed, _ = randomUUID() // crypto/rand does not fail on Linux
-	}
-	for i := range l.Filesystems {
-		fs := &l.Filesystems[i]
-		if fs.UUID != "" {
-			continue
-		}
-		if fs.Type == "vfat" {
-			fs.UUID = FATVolumeID(derivedUint32(seed, "fat/"+fs.Name))
-		} else {
-			fs.UUID = strings.ToLower(derivedGUID(seed, "fs/"+fs.Name))
-		}
-	}
-	if p := l.Partitioning; p != nil {
-		if p.DiskGUID == "" {
-			if p.Label == GPT {
-				p.DiskGUID = derivedGUID(seed, "disk")
-			} else {
-				p.DiskGUID = fmt.Sprintf("%08X", derivedUint32(seed, "mbr"))
-			}
-		}
-		if p.Label == GPT {
-			for i := range p.Partitions {
-				if p.Partitions[i].GUID == "" {
-					p.Partitions[i].GUID = derivedGUID(seed, "partition/"+p.Partitions[i].Name)
-				}
-			}
-		}
-	}
+// PartitionSpec is one item of "partitions".
+type PartitionSpec struct {
+	Name string // node name and GPT partition name
+	Size Size
+	// Boot sets the MBR active flag (GPT: ignored, as DIB's sgdisk call
+	// ignores it). Primary makes an MBR primary partition; the others are
+	// logical partitions in an extended partition, as DIB's MBR writer
+	// lays them out.
+	Boot, Primary bool
+	Type          string // as written: MBR hex ("0x83"), GPT sgdisk code ("EF00") or GUID; "" = default
+	MBRType       byte   // resolved MBR type (0 when Type does not fit in a byte)
+	TypeGUID      string // resolved GPT type GUID
+	GUID          string // GPT partition GUID; AssignIDs fills it in
+}
+
+// LVM is DIB's lvm entry.
+type LVM struct {
+	Name string
+	PVs  []PhysicalVolume
+	VGs  []VolumeGroup
+	LVs  []LogicalVolume
+}
+
+// PhysicalVolume is a pvs item: a PV made on a partition.
+type PhysicalVolume struct {
+	Name, Base string
+	Options    []string // passed to pvcreate
+}
+
+// VolumeGroup is a vgs item.
+type VolumeGroup struct {
+	Name    string
+	Base    []string // PV names
+	Options []string // passed to vgcreate
+}
+
+// LogicalVolume is an lvs item: exactly one of Size and Extents is set.
+type LogicalVolume struct {
+	Name, Base string // Base is the VG
+	// Size is absolute; DIB floors it to 4 MiB and passes "-L <bytes>B".
+	Size    Size
+	Extents string // lvcreate -l: "N", "N%VG" or "N%FREE"
+	// Type is "", "thin-pool" or "thin" (then ThinPool names the pool).
+	Type, ThinPool string
+	Options        []string // passed to lvcreate
+}
+
+// Filesystem is a mkfs entry with its mount and fstab entries.
+type Filesystem struct {
+	Name string // node name (mkfs_root, ...)
+	Base string // the partition, LV or image it is made on
+	Type string // ext2, ext3, ext4, xfs, vfat or swap
+	// Label defaults to the node name (upper-cased for vfat); mkfs_root
+	// gets cloudimg-rootfs (img-rootfs for xfs) from MergeRoot.
+	Label string
+	// UUID is the filesystem UUID (ext*, xfs, swap) or, for vfat, the
+	// volume id as XXXX-XXXX. AssignIDs fills it in.
+	UUID  string
+	Opts  []string // extra mkfs options, as DIB's space-split "opts"
+	Mount *Mount   // nil: made but not mounted (and not in fstab)
+
+	// Which keys the YAML set: MergeRoot fills only the others.
+	typeSet, labelSet, optsSet bool
+}
+
+// Mount is a mount entry: where the filesystem goes in the image's tree.
+type Mount struct {
+	Name       string
+	MountPoint string      // absolute path, or "none" for swap
+	Fstab      *FstabEntry // nil: no /etc/fstab line
+}
+
+// FstabEntry is an fstab entry.
+type FstabEntry struct {
+	Name       string
+	Options    string // default "defaults" ("sw" for swap)
+	DumpFreq   int    // default 0
+	FsckPassno int    // default 2 (0 for swap)
 }
 
 // Clone returns a deep copy, so a caller's Layout is never changed by
@@ -157,48 +159,6 @@ func (l *Layout) Clone() *Layout {
 		}
 	}
 	return &c
-}
-
-// mounted returns the mounted filesystems in mount order: parents before
-// children, swap ("none") where the config put it.
-func (l *Layout) mounted() []*Filesystem {
-	var fss []*Filesystem
-	for i := range l.Filesystems {
-		if l.Filesystems[i].Mount != nil {
-			fss = append(fss, &l.Filesystems[i])
-		}
-	}
-	return sortMountPoints(fss, func(f *Filesystem) string { return f.Mount.MountPoint })
-}
-
-// Mounts returns the mount points in mount order (parents first), as
-// DIB's mount_order; swap appears as "none".
-func (l *Layout) Mounts() []string {
-	var out []string
-	for _, fs := range l.mounted() {
-		out = append(out, fs.Mount.MountPoint)
-	}
-	return out
-}
-
-// Fstab returns /etc/fstab as DIB's writefstab makes it: one line per
-// mount with an fstab entry, in mount order,
-// "LABEL=<label> <mount point> <type> <options> <dump> <pass>".
-func (l *Layout) Fstab() string {
-	var b strings.Builder
-	for _, fs := range l.mounted() {
-		if f := fs.Mount.Fstab; f != nil {
-			fmt.Fprintf(&b, "LABEL=%s %s %s %s %d %d\n", fstabEscape(fs.Label), fstabEscape(fs.Mount.MountPoint), fs.Type, f.Options, f.DumpFreq, f.FsckPassno)
-		}
-	}
-	return b.String()
-}
-
-// fstabEscape writes spaces, tabs and backslashes as fstab's octal
-// escapes (DIB writes them raw, which breaks the line: its own gpt_efi test
-// config has a partition named "Root Part").
-func fstabEscape(s string) string {
-	return strings.NewReplacer(`\`, `\134`, " ", `\040`, "\t", `\011`).Replace(s)
 }
 
 // Root returns the filesystem mounted at /, or nil.
@@ -264,48 +224,24 @@ func (l *Layout) ESP() *Filesystem {
 	return fs
 }
 
-// DefaultLayout is block-device-efi's layout, DIB's default for vm
-// images: GPT with an ESP (550 MiB, vfat at /boot/efi), a BIOS boot
-// partition (8 MiB) and the root filesystem (ext4) filling the rest.
-func DefaultLayout() *Layout {
-	l, err := ParseBlockDeviceConfigFrom("block-device-efi", []byte(BlockDeviceEFIConfig))
-	if err != nil {
-		panic("assemble: built-in block-device-efi layout: " + err.Error())
+// volumeKind says what a volume name is: "partition", "lv", "image" or "".
+func (l *Layout) volumeKind(name string) string {
+	if l.Partitioning != nil {
+		for _, p := range l.Partitioning.Partitions {
+			if p.Name == name {
+				return "partition"
+			}
+		}
 	}
-	return l
+	if l.LVM != nil {
+		for _, lv := range l.LVM.LVs {
+			if lv.Name == name {
+				return "lv"
+			}
+		}
+	}
+	if name == l.Image.Name && name != "" {
+		return "image"
+	}
+	return ""
 }
-
-// BlockDeviceEFIConfig is the YAML of elements/library/block-device-efi
-// (DIB's), kept here so that callers without the element get the same
-// default.
-const BlockDeviceEFIConfig = `- local_loop:
-    name: image0
-
-- partitioning:
-    base: image0
-    label: gpt
-    partitions:
-      - name: ESP
-        type: 'EF00'
-        size: 550MiB
-        mkfs:
-          type: vfat
-          mount:
-            mount_point: /boot/efi
-            fstab:
-              options: "defaults"
-              fsck-passno: 2
-      - name: BSP
-        type: 'EF02'
-        size: 8MiB
-      - name: root
-        type: '8300'
-        size: 100%
-        mkfs:
-          type: ext4
-          mount:
-            mount_point: /
-            fstab:
-              options: "defaults"
-              fsck-passno: 1
-`

@@ -150,7 +150,7 @@ func TestBuildDiskElementLayouts(t *testing.T) {
 			if cfg := tool(t, "grub-fstest", img, "cat", fmt.Sprintf("(loop0,%s%d)/boot/grub/grub.cfg", part, c.rootPart)); !strings.Contains(cfg, testRootUUID) {
 				t.Errorf("grub.cfg as GRUB reads it:\n%s", cfg)
 			}
-			if d.EarlyConfig != EarlyConfig(testRootUUID) {
+			if d.EarlyConfig != EarlyConfigFor(testRootUUID, "/boot/grub") {
 				t.Errorf("early config %q", d.EarlyConfig)
 			}
 			switch c.element {

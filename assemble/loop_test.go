@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
+
 	"builder/internal/testreq"
 )
 
@@ -34,14 +36,14 @@ func noLeaks(t *testing.T, dir string) {
 			t.Errorf("loop device %s left attached to %s", e.Name(), strings.TrimSpace(string(b)))
 		}
 	}
-	mi, err := os.ReadFile("/proc/self/mountinfo")
+	left, err := mountinfo.GetMounts(func(m *mountinfo.Info) (skip, stop bool) {
+		return !strings.HasPrefix(m.Mountpoint, dir) && !strings.Contains(m.Mountpoint, "/assemble-"), false
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && (strings.HasPrefix(f[4], dir) || strings.Contains(f[4], "/assemble-")) {
-			t.Errorf("mount left behind: %s", line)
-		}
+	for _, m := range left {
+		t.Errorf("mount left behind: %s (%s from %s)", m.Mountpoint, m.FSType, m.Source)
 	}
 	if out, _ := toolErr("losetup", "-a"); strings.Contains(out, dir) {
 		t.Errorf("losetup -a:\n%s", out)

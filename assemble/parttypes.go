@@ -12,12 +12,6 @@ const (
 	LinuxSwap = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F"
 )
 
-// MBR type bytes for the extended partition DIB's MBR writer makes.
-const (
-	mbrExtendedCHS byte = 0x05 // links between EBRs
-	mbrExtendedLBA byte = 0x0F // the container in the MBR
-)
-
 // sgdiskTypeCodes maps the gdisk/sgdisk type codes DIB configs use (and
 // their neighbours) to GPT type GUIDs, as gdisk's parttypes table does.
 var sgdiskTypeCodes = map[string]string{

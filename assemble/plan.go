@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"builder/internal/parttable"
 )
 
 // Assembler names the way BuildDisk writes a disk.
@@ -151,7 +153,7 @@ func planVolumes(l *Layout, diskBytes int64) (Table, map[string]volume, error) {
 				part.StartBytes = next
 			} else {
 				logical++
-				part.Number = firstLogical + logical - 1
+				part.Number = parttable.FirstLogical + logical - 1
 				part.StartBytes = next + align // the EBR sits in the gap
 			}
 			next = roundUp(part.StartBytes+part.SizeBytes, align)
@@ -303,7 +305,6 @@ type layoutPlan struct {
 	share  []int64 // headroom per filesystem
 	total  TreeUsage
 	ctxErr func() error
-	legacy bool
 	// loopAvailable says whether the loop assembler can run here
 	// (loopAvailable; tests replace it).
 	loopAvailable func() (bool, string)
@@ -413,9 +414,9 @@ func (lp *layoutPlan) fixedTooSmall(i int, diskBytes int64) error {
 		humanBytes(p.Usage.ContentBytes()+lp.models[i].extra), p.Volume)
 }
 
-// planLayout is PlanDisk for a layout.
-func planLayout(ctx context.Context, s DiskSpec, l *Layout, legacy bool) (*Disk, error) {
-	lp := &layoutPlan{spec: s, layout: l, legacy: legacy, ctxErr: ctx.Err, loopAvailable: loopAvailable}
+// planLayout is PlanDisk for the completed layout.
+func planLayout(ctx context.Context, s DiskSpec, l *Layout) (*Disk, error) {
+	lp := &layoutPlan{spec: s, layout: l, ctxErr: ctx.Err, loopAvailable: loopAvailable}
 	if err := lp.validate(); err != nil {
 		return nil, err
 	}
@@ -471,7 +472,7 @@ func planLayout(ctx context.Context, s DiskSpec, l *Layout, legacy bool) (*Disk,
 		}
 	}
 
-	d := &Disk{Table: t, Spec: s, Layout: l, Assembler: assembler, AssemblerReason: why, legacy: legacy, Usage: lp.total}
+	d := &Disk{Table: t, Spec: s, Layout: l, Assembler: assembler, AssemblerReason: why, Usage: lp.total}
 	for i := range lp.fss {
 		p := &lp.fss[i]
 		v := vols[p.Volume]
@@ -499,7 +500,7 @@ func planLayout(ctx context.Context, s DiskSpec, l *Layout, legacy bool) (*Disk,
 		}
 	}
 	d.Filesystems = lp.fss
-	if err := d.setBootInfo(lp); err != nil {
+	if err := d.setBootInfo(); err != nil {
 		return nil, err
 	}
 	return d, nil
@@ -719,9 +720,6 @@ func (lp *layoutPlan) chooseAssembler() (Assembler, string, error) {
 	}
 	if len(why) == 0 {
 		return Loopless, "no filesystem needs a block device", nil
-	}
-	if lp.legacy {
-		return "", "", fmt.Errorf("root filesystem type xfs is not supported without loop devices: mkfs.xfs cannot populate from a directory in Debian 12's xfsprogs 6.1 (-p takes a proto file); use ext4, or give DiskSpec.Layout to let the loop assembler build it as root")
 	}
 	if ok, reason := lp.loopAvailable(); !ok {
 		what := "xfs"

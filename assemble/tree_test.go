@@ -114,7 +114,7 @@ func TestMeasureTreeMountPoint(t *testing.T) {
 	if len(u.MountPoints) != 1 || u.MountPoints[0] != "/proc-like" || u.Files != 0 {
 		t.Errorf("mount points %v, files %d: want [/proc-like] and 0", u.MountPoints, u.Files)
 	}
-	_, err = PlanDisk(bg, DiskSpec{RootDir: dir})
+	_, err = PlanDisk(bg, DiskSpec{RootDir: dir, Layout: DefaultLayout()})
 	if err == nil || !strings.Contains(err.Error(), "/proc-like") {
 		t.Errorf("PlanDisk on a tree with a mount point: %v", err)
 	}

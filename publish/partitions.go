@@ -2,10 +2,11 @@ package publish
 
 import (
 	"bytes"
-	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf16"
+
+	"builder/internal/parttable"
 )
 
 // Partition is one entry of a disk's partition table.
@@ -34,61 +35,35 @@ const (
 )
 
 // ParsePartitionTable reads a GPT or MBR from the first sectors of a raw
-// disk (512-byte sectors). head must hold at least the GPT entry array for
-// a GPT to be read; a short head gives an error.
+// disk (512-byte sectors) with builder's one partition table reader
+// (internal/parttable), and gives publish's view of it. head must hold at
+// least the GPT entry array for a GPT to be read; a short head gives an
+// error. Logical partitions whose EBRs lie beyond head are not listed.
 func ParsePartitionTable(head []byte) (PartitionTable, error) {
 	var pt PartitionTable
-	if len(head) < 512 || head[510] != 0x55 || head[511] != 0xaa {
+	t, err := parttable.Read(bytes.NewReader(head), int64(len(head)))
+	if errors.Is(err, parttable.ErrNoTable) {
 		return pt, nil
 	}
 	pt.BootCode = !allZero(head[:440])
-	var mbr []Partition
-	protective := false
-	for i := 0; i < 4; i++ {
-		e := head[446+16*i : 446+16*(i+1)]
-		typ := e[4]
-		start := int64(binary.LittleEndian.Uint32(e[8:12]))
-		n := int64(binary.LittleEndian.Uint32(e[12:16]))
-		if typ == 0 || n == 0 {
-			continue
+	switch {
+	case errors.Is(err, parttable.ErrTruncated) && t.Kind == parttable.MBR:
+		// The EBR chain goes on past the head: what it held is all
+		// publish can see.
+	case err != nil:
+		return pt, err
+	}
+	pt.Kind = string(t.Kind)
+	for _, p := range t.Partitions {
+		typ := strings.ToLower(p.TypeGUID)
+		if t.Kind == parttable.MBR {
+			typ = fmt.Sprintf("mbr:%02x", p.MBRType)
 		}
-		if typ == 0xee {
-			protective = true
-		}
-		mbr = append(mbr, Partition{Type: fmt.Sprintf("mbr:%02x", typ), Offset: start * 512, Size: n * 512})
-	}
-	if !protective {
-		pt.Kind = "mbr"
-		pt.Partitions = mbr
-		return pt, nil
-	}
-	if len(head) < 1024 || string(head[512:520]) != "EFI PART" {
-		return pt, fmt.Errorf("protective MBR without a GPT header at LBA 1")
-	}
-	h := head[512:1024]
-	entriesLBA := int64(binary.LittleEndian.Uint64(h[72:80]))
-	count := int64(binary.LittleEndian.Uint32(h[80:84]))
-	size := int64(binary.LittleEndian.Uint32(h[84:88]))
-	if size < 128 || count > 1024 {
-		return pt, fmt.Errorf("GPT header has implausible entries (%d of %d bytes)", count, size)
-	}
-	end := entriesLBA*512 + count*size
-	if end > int64(len(head)) {
-		return pt, fmt.Errorf("GPT entries end at byte %d, beyond the %d bytes read", end, len(head))
-	}
-	pt.Kind = "gpt"
-	for i := int64(0); i < count; i++ {
-		e := head[entriesLBA*512+i*size : entriesLBA*512+(i+1)*size]
-		if allZero(e[:16]) {
-			continue
-		}
-		first := int64(binary.LittleEndian.Uint64(e[32:40]))
-		last := int64(binary.LittleEndian.Uint64(e[40:48]))
 		pt.Partitions = append(pt.Partitions, Partition{
-			Type:   guid(e[:16]),
-			Name:   utf16Name(e[56:128]),
-			Offset: first * 512,
-			Size:   (last - first + 1) * 512,
+			Type:   typ,
+			Name:   strings.TrimSpace(p.Name),
+			Offset: p.StartBytes,
+			Size:   p.SizeBytes,
 		})
 	}
 	return pt, nil
@@ -144,24 +119,6 @@ func (pt PartitionTable) Root() (Partition, bool) {
 		}
 	}
 	return best, found
-}
-
-// guid formats a GPT GUID: the first three fields are little-endian.
-func guid(b []byte) string {
-	return fmt.Sprintf("%08x-%04x-%04x-%x-%x",
-		binary.LittleEndian.Uint32(b[0:4]), binary.LittleEndian.Uint16(b[4:6]), binary.LittleEndian.Uint16(b[6:8]), b[8:10], b[10:16])
-}
-
-func utf16Name(b []byte) string {
-	u := make([]uint16, 0, len(b)/2)
-	for i := 0; i+1 < len(b); i += 2 {
-		c := binary.LittleEndian.Uint16(b[i:])
-		if c == 0 {
-			break
-		}
-		u = append(u, c)
-	}
-	return strings.TrimSpace(string(utf16.Decode(u)))
 }
 
 func allZero(b []byte) bool { return len(bytes.Trim(b, "\x00")) == 0 }

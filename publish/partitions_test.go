@@ -2,12 +2,19 @@ package publish
 
 import (
 	"encoding/binary"
+	"hash/crc32"
+	"os"
+	"path/filepath"
 	"testing"
+
+	"github.com/google/uuid"
+
+	"builder/internal/parttable"
 )
 
 // gptHead builds the first sectors of a GPT disk with partitions of the
-// given type GUIDs (already in on-disk byte order is not needed: the test
-// writes the GUID fields the way ParsePartitionTable reads them).
+// given type GUIDs (in GPT's on-disk byte order), with the header size and
+// CRCs a reader checks.
 func gptHead(bootCode bool, types ...[16]byte) []byte {
 	b := make([]byte, 34*512)
 	if bootCode {
@@ -17,8 +24,10 @@ func gptHead(bootCode bool, types ...[16]byte) []byte {
 	binary.LittleEndian.PutUint32(b[446+8:], 1)
 	binary.LittleEndian.PutUint32(b[446+12:], 0xffffffff)
 	b[510], b[511] = 0x55, 0xaa
-	h := b[512:]
+	h := b[512:1024]
 	copy(h, "EFI PART")
+	binary.LittleEndian.PutUint32(h[12:], 92)
+	binary.LittleEndian.PutUint64(h[24:], 1) // its own LBA
 	binary.LittleEndian.PutUint64(h[72:], 2)
 	binary.LittleEndian.PutUint32(h[80:], 128)
 	binary.LittleEndian.PutUint32(h[84:], 128)
@@ -28,36 +37,19 @@ func gptHead(bootCode bool, types ...[16]byte) []byte {
 		binary.LittleEndian.PutUint64(e[32:], uint64(2048*(i+1)))
 		binary.LittleEndian.PutUint64(e[40:], uint64(2048*(i+2)-1))
 	}
+	binary.LittleEndian.PutUint32(h[88:], crc32.ChecksumIEEE(b[1024:1024+128*128]))
+	binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:92]))
 	return b
 }
 
-// guidBytes encodes a GUID string in GPT's mixed-endian layout.
+// guidBytes encodes a GUID string in GPT's mixed-endian layout: the first
+// three fields little-endian, the rest as written.
 func guidBytes(s string) [16]byte {
-	var g [16]byte
-	var raw [16]byte
-	j := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '-' {
-			continue
-		}
-		var v byte
-		for _, c := range s[i : i+2] {
-			v <<= 4
-			switch {
-			case c >= '0' && c <= '9':
-				v |= byte(c - '0')
-			case c >= 'a' && c <= 'f':
-				v |= byte(c-'a') + 10
-			}
-		}
-		raw[j] = v
-		j++
-		i++
-	}
-	g[0], g[1], g[2], g[3] = raw[3], raw[2], raw[1], raw[0]
-	g[4], g[5] = raw[5], raw[4]
-	g[6], g[7] = raw[7], raw[6]
-	copy(g[8:], raw[8:])
+	u := uuid.MustParse(s)
+	g := u
+	g[0], g[1], g[2], g[3] = u[3], u[2], u[1], u[0]
+	g[4], g[5] = u[5], u[4]
+	g[6], g[7] = u[7], u[6]
 	return g
 }
 
@@ -101,5 +93,41 @@ func TestMBRFirmware(t *testing.T) {
 	}
 	if r, ok := pt.Root(); !ok || r.Offset != 2048*512 {
 		t.Errorf("root %+v", r)
+	}
+}
+
+// An MBR whose logical partitions' EBRs lie past the first MiB (DIB's MBR
+// layouts with logical partitions): the primaries are read, the rest is
+// out of sight, and that is no error.
+func TestMBRLogicalBeyondHead(t *testing.T) {
+	const mib = parttable.MiB
+	tab := parttable.Table{Kind: parttable.MBR, DiskSizeBytes: 16 * mib, Partitions: []parttable.Partition{
+		{Number: 1, MBRType: parttable.MBRESP, StartBytes: mib, SizeBytes: 8 * mib},
+		{Number: 5, MBRType: parttable.MBRLinux, StartBytes: 10 * mib, SizeBytes: 5 * mib, Bootable: true},
+	}}
+	f, err := os.Create(filepath.Join(t.TempDir(), "disk.raw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := tab.WriteTo(f); err != nil {
+		t.Fatal(err)
+	}
+	head := make([]byte, mib)
+	if _, err := f.ReadAt(head, 0); err != nil {
+		t.Fatal(err)
+	}
+	pt, err := ParsePartitionTable(head)
+	if err != nil || pt.Kind != "mbr" || len(pt.Partitions) != 1 || pt.Partitions[0].Type != "mbr:ef" || pt.Firmware() != "uefi" {
+		t.Fatalf("%+v %v", pt, err)
+	}
+	// With the whole disk, the logical root is there too.
+	whole := make([]byte, 16*mib)
+	if _, err := f.ReadAt(whole, 0); err != nil {
+		t.Fatal(err)
+	}
+	pt, err = ParsePartitionTable(whole)
+	if r, ok := pt.Root(); err != nil || !ok || r.Offset != 10*mib || r.Type != "mbr:83" {
+		t.Errorf("root %+v %v %v", r, ok, err)
 	}
 }

@@ -20,6 +20,8 @@ import (
 
 	"go.podman.io/common/libimage"
 	"go.podman.io/common/pkg/config"
+
+	"builder/internal/parttable"
 )
 
 // LocalImageKind is what a DIB_LOCAL_IMAGE file is.
@@ -227,25 +229,10 @@ type rootPart struct {
 // largest Linux filesystem.
 func findRootFilesystem(ctx context.Context, raw string) (rootPart, error) {
 	starts := []int64{0}
-	if out, err := exec.CommandContext(ctx, "sfdisk", "--json", raw).Output(); err == nil {
-		var pt struct {
-			PartitionTable struct {
-				SectorSize int64 `json:"sectorsize"`
-				Partitions []struct {
-					Start int64 `json:"start"`
-					Size  int64 `json:"size"`
-				} `json:"partitions"`
-			} `json:"partitiontable"`
-		}
-		if json.Unmarshal(out, &pt) == nil && len(pt.PartitionTable.Partitions) > 0 {
-			ss := pt.PartitionTable.SectorSize
-			if ss == 0 {
-				ss = 512
-			}
-			starts = nil
-			for _, p := range pt.PartitionTable.Partitions {
-				starts = append(starts, p.Start*ss)
-			}
+	if t, err := readPartitionTable(raw); err == nil && len(t.Partitions) > 0 {
+		starts = nil
+		for _, p := range t.Partitions {
+			starts = append(starts, p.StartBytes)
 		}
 	}
 	var best rootPart
@@ -280,6 +267,21 @@ func findRootFilesystem(ctx context.Context, raw string) (rootPart, error) {
 		return rootPart{}, errors.New("no Linux root filesystem (ext4, xfs, btrfs) found in it")
 	}
 	return best, nil
+}
+
+// readPartitionTable reads the image's partition table with builder's
+// one reader (internal/parttable), which assembly and publish share.
+func readPartitionTable(raw string) (parttable.Table, error) {
+	f, err := os.Open(raw)
+	if err != nil {
+		return parttable.Table{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return parttable.Table{}, err
+	}
+	return parttable.Read(f, st.Size())
 }
 
 // copyMounted reads a filesystem through a read-only loop mount in a

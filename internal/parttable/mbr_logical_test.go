@@ -1,4 +1,4 @@
-package assemble
+package parttable
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ func mbrTable(primaries, logicals int) Table {
 	}
 	for i := range logicals {
 		start += ebrGap
-		t.Partitions = append(t.Partitions, Partition{Number: firstLogical + i, MBRType: MBRLinux, StartBytes: start, SizeBytes: 10 * MiB})
+		t.Partitions = append(t.Partitions, Partition{Number: FirstLogical + i, MBRType: MBRLinux, StartBytes: start, SizeBytes: 10 * MiB})
 		start += 10 * MiB
 	}
 	return t
@@ -32,7 +32,7 @@ func partx(t *testing.T, img string) string {
 
 // Logical partitions come out as DIB's MBR writer makes them, checked by
 // partx with DIB's own expectations (test_mbr.py), and read back by
-// ReadTable.
+// Read.
 func TestMBRLogicalPartitionsMatchDIB(t *testing.T) {
 	needTools(t, "partx", "sfdisk")
 	for _, c := range []struct {
@@ -67,12 +67,12 @@ func TestMBRLogicalPartitionsMatchDIB(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			back, err := ReadTable(f)
+			back, err := readFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(back, tab) {
-				t.Errorf("ReadTable:\n got %+v\nwant %+v", back, tab)
+				t.Errorf("Read:\n got %+v\nwant %+v", back, tab)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package assemble
+package parttable
 
 import (
 	"bytes"
@@ -89,12 +89,12 @@ func TestGPTMatchesSfdisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	back, err := ReadTable(f)
+	back, err := readFile(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(back, tab) {
-		t.Errorf("ReadTable:\n got %+v\nwant %+v", back, tab)
+		t.Errorf("Read:\n got %+v\nwant %+v", back, tab)
 	}
 }
 
@@ -128,12 +128,12 @@ func TestMBRMatchesSfdisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	back, err := ReadTable(f)
+	back, err := readFile(f)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(back, tab) {
-		t.Errorf("ReadTable:\n got %+v\nwant %+v", back, tab)
+		t.Errorf("Read:\n got %+v\nwant %+v", back, tab)
 	}
 }
 
