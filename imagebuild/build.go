@@ -1,6 +1,8 @@
 package imagebuild
 
 import (
+	"builder/cache"
+	"builder/internal/units"
 	"builder/internal/workspace"
 	"context"
 	"crypto/md5"
@@ -16,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"builder/assemble"
 	"builder/elements"
@@ -61,9 +64,8 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 		return nil, fmt.Errorf("architecture %q is not supported yet: use -a amd64", req.Arch)
 	}
 	ws := workspace.Workspace{Cache: req.ImageCache, RunRoot: req.RunRoot}
-	cache := ws.Cache
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		return nil, fmt.Errorf("image cache %s: %w", cache, err)
+	if err := os.MkdirAll(ws.Cache, 0o755); err != nil {
+		return nil, fmt.Errorf("image cache %s: %w", ws.Cache, err)
 	}
 	run, err := startRun(req.TmpDir, ws.Runs(), !req.NoTmpfs, &stack)
 	if err != nil {
@@ -88,16 +90,22 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	}
 	// What this build needs of the machine, before any work: the same
 	// checks and words as `builder doctor`.
-	if err := doctor.Err(doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: req.TmpDir, Build: true, VM: plan.vm, MinFreeBytes: minFreeBytes, StorageDrivers: rootfs.DriverOrder()})); err != nil {
+	if err := doctor.Err(doctor.Run(ctx, doctor.Options{CacheDir: ws.Cache, TmpDir: req.TmpDir, Build: true, VM: plan.vm, MinFreeBytes: minFreeBytes, StorageDrivers: rootfs.DriverOrder()})); err != nil {
 		return nil, err
 	}
 
 	// Store and base.
+	// While it runs, the build holds the cache shared: a prune waits.
+	cacheLock, err := cache.LockShared(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	lockHandle := stack.Push("cache lock", cacheLock.Unlock)
 	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: ws.Store(), RunRoot: ws.StoreRunRoot()})
 	if err != nil {
 		return nil, err
 	}
-	stack.Push("container store", store.Close)
+	storeHandle := stack.Push("container store", store.Close)
 	t.Printf("container store: %s storage driver", store.Driver())
 	if n, err := reapStaleRuns(ws.Runs(), store); err != nil {
 		t.Printf("warning: cleaning up after earlier killed builds: %v", err)
@@ -112,6 +120,10 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 
 	if err := checkSizeAgainstBase(req, store, base); err != nil {
 		return nil, err
+	}
+	used := []cache.Step{{Phase: "base", Image: base.Name, Key: base.Key}}
+	plan.onStep = func(st rootfs.Step, img rootfs.Image) {
+		used = append(used, cache.Step{Phase: st.Name, Image: img.Name, Key: img.Key})
 	}
 	final, err := plan.runPhases(ctx, req, rep, store, base, run, &stack)
 	if err != nil {
@@ -130,7 +142,39 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	for _, o := range outs {
 		res.Outputs = append(res.Outputs, o.Final)
 	}
+	if err := cache.RecordBuild(ws, filepath.Base(imageName(req)), cache.Build{Time: time.Now(), Steps: used}); err != nil {
+		rep.Note("warning: %v", err)
+	}
+	// The bound: after the build, with this build's steps kept; only when no
+	// other build is running (the next one prunes otherwise).
+	if req.CacheMaxBytes > 0 {
+		lockHandle.Release()
+		autoPrune(ctx, rep, ws, store, req.CacheMaxBytes)
+		storeHandle.Release()
+	}
 	return res, nil
+}
+
+// autoPrune prunes the cache to its bound, keeping the last build of every
+// image name; it gives way to running builds.
+func autoPrune(ctx context.Context, rep *progress.Reporter, ws workspace.Workspace, store *rootfs.Store, max int64) {
+	lock, err := cache.LockAlone(ctx, ws, false, nil)
+	if err != nil {
+		rep.Note("cache: not pruned now (%v); a later build will", err)
+		return
+	}
+	defer lock.Unlock()
+	t := rep.Phase("cache", "bound "+units.Format(max))
+	res, err := cache.OpenWith(ws, store).Prune(ctx, cache.Policy{MaxBytes: max, Keep: 1})
+	if err != nil {
+		t.Fail(err)
+		return
+	}
+	if len(res.Removed) == 0 {
+		t.Done(units.Format(res.TotalAfter) + " held")
+		return
+	}
+	t.Done(fmt.Sprintf("%d entries pruned, %s freed, %s held", len(res.Removed), units.Format(res.FreedBytes), units.Format(res.TotalAfter)))
 }
 
 // checkSizeAgainstBase refuses an --image-size that cannot even hold the
@@ -149,7 +193,7 @@ func checkSizeAgainstBase(req Request, store *rootfs.Store, base rootfs.Image) e
 	want := int64(req.ImageSizeGiB * (1 << 30))
 	if want < need {
 		return fmt.Errorf("image size %.2f GiB is too small: the base system alone needs %s; use --image-size %.1f or more, or leave it out to size from the content",
-			req.ImageSizeGiB, humanBytes(need), float64(need)/(1<<30)+0.5)
+			req.ImageSizeGiB, units.Format(need), float64(need)/(1<<30)+0.5)
 	}
 	return nil
 }
@@ -168,6 +212,7 @@ func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporte
 		DebugShell: req.DebugShell,
 		DebugOut:   req.DebugOut,
 		Warn:       func(s string) { rep.Note("warning: %s", p.redact.String(s)) },
+		OnStep:     p.onStep,
 	}
 	if err := p.startAptRun(run, stack); err != nil {
 		return rootfs.Image{}, err
@@ -350,7 +395,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 			if fi, err := os.Stat(o.Temp); err == nil {
 				size = fi.Size()
 			}
-			ct.Done(humanBytes(size))
+			ct.Done(units.Format(size))
 			return nil
 		})
 	}
@@ -463,7 +508,7 @@ func buildDisk(ctx context.Context, req Request, rep *progress.Reporter, root st
 		return nil, "", err
 	}
 	t.Printf("%s assembler: %s", disk.Assembler, disk.AssemblerReason)
-	t.Done(fmt.Sprintf("%s disk, root %s (%d files)", humanBytes(disk.Table.DiskSizeBytes), humanBytes(disk.RootFSBytes), disk.Usage.Files))
+	t.Done(fmt.Sprintf("%s disk, root %s (%d files)", units.Format(disk.Table.DiskSizeBytes), units.Format(disk.RootFSBytes), disk.Usage.Files))
 	return disk, rawPath, nil
 }
 
@@ -580,15 +625,4 @@ func writeChecksums(o output, which string) error {
 		}
 	}
 	return nil
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
-	default:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
 }

@@ -34,6 +34,7 @@ type plan struct {
 	aptRun   string // this build's view of it (see aptcache.go)
 	baseKey  string
 	breaks   map[string]bool // DIB's break=before-PHASE,after-PHASE
+	onStep   func(rootfs.Step, rootfs.Image)
 	// layout is the disk layout; bootStep gives it its identifiers.
 	layout *assemble.Layout
 }

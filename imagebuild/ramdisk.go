@@ -9,6 +9,7 @@ package imagebuild
 // root beyond the build's own user namespace.
 
 import (
+	"builder/internal/units"
 	"context"
 	"fmt"
 	"os"
@@ -150,7 +151,7 @@ func (p *plan) writeRamdiskOutput(ctx context.Context, root string, o output, t 
 		return err
 	}
 	t.Printf("initramfs of /%s: %d entries (%d hard links, %d device nodes, %d paths excluded), %s of cpio, %s",
-		s.root, st.Entries, st.HardLinks, st.Devices, st.Excluded, humanBytes(st.CpioBytes), s.compression)
+		s.root, st.Entries, st.HardLinks, st.Devices, st.Excluded, units.Format(st.CpioBytes), s.compression)
 	return nil
 }
 

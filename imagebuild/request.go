@@ -55,6 +55,8 @@ type Request struct {
 	Breaks map[string]bool
 	// RamdiskElement is the element `builder ramdisk` adds first.
 	RamdiskElement string
+	// CacheMaxBytes bounds the cache after the build (0: no pruning).
+	CacheMaxBytes int64
 	// Args is the command line as given (DIB_ARGS for hooks).
 	Args []string
 	// DIBElements is diskimage-builder's element directory, searched after

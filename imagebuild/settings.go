@@ -1,6 +1,7 @@
 package imagebuild
 
 import (
+	"builder/internal/units"
 	"fmt"
 	"slices"
 	"strconv"
@@ -128,6 +129,15 @@ var Settings = []Setting{
 		}},
 	{Name: "ramdisk_element", Flag: "ramdisk-element", Default: "ramdisk", Help: "element builder ramdisk adds first (ramdisk, or dracut-ramdisk); accepted and unused by builder image, as in DIB",
 		apply: func(r *Request, v string) error { r.RamdiskElement = v; return nil }},
+	{Name: "cache_max_size", Flag: "cache-max-size", Env: "BUILDER_CACHE_MAX_SIZE", Default: "20G", Help: "after a build, prune the cache to this size, least recently used first (0: never; the last build of each image is always kept)",
+		apply: func(r *Request, v string) error {
+			n, err := units.ParseBytes(v)
+			if err != nil {
+				return err
+			}
+			r.CacheMaxBytes = n
+			return nil
+		}},
 	{Name: "break", Env: "break", Help: "DIB's break points: after-error, before-PHASE, after-PHASE (comma separated)",
 		apply: func(r *Request, v string) error {
 			b, err := parseBreaks(v)

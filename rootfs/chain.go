@@ -146,6 +146,9 @@ type ChainOptions struct {
 	// Warn receives notes about the build that are not errors (a mount a
 	// hook made that cannot be carried to later phases).
 	Warn func(string)
+	// OnStep is told each step's result, cached or made (the build records
+	// which images it used).
+	OnStep func(st Step, img Image)
 }
 
 // StepKey chains a step's key onto its parent's: a hash of everything that
@@ -254,6 +257,9 @@ func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainO
 		}
 		if err != nil {
 			return Image{}, err
+		}
+		if o.OnStep != nil {
+			o.OnStep(st, next)
 		}
 		cur = next
 	}

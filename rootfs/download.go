@@ -149,3 +149,28 @@ func safeFileName(s string) string {
 	}
 	return string(b)
 }
+
+// VerifyDownloads re-hashes every download in dir against the hash
+// recorded with it; a damaged one is removed (with its record) and named.
+func VerifyDownloads(dir string) (checked int, damaged []string, err error) {
+	records, err := filepath.Glob(filepath.Join(dir, "*.sha256"))
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, record := range records {
+		dest := strings.TrimSuffix(record, ".sha256")
+		want, rerr := os.ReadFile(record)
+		if rerr != nil {
+			continue
+		}
+		checked++
+		sum, herr := fileSHA256(dest)
+		if herr == nil && sum == strings.TrimSpace(string(want)) {
+			continue
+		}
+		os.Remove(dest)
+		os.Remove(record)
+		damaged = append(damaged, fmt.Sprintf("download %s: does not match its recorded sha256", filepath.Base(dest)))
+	}
+	return checked, damaged, nil
+}

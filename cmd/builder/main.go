@@ -17,6 +17,7 @@ import (
 	"go.podman.io/storage/pkg/unshare"
 
 	"builder/cmd/boottestcmd"
+	"builder/cmd/cachecmd"
 	"builder/cmd/doctorcmd"
 	"builder/cmd/elementscmd"
 	"builder/cmd/imagecmd"
@@ -83,7 +84,7 @@ func run() int {
 	})
 	root.AddCommand(imagecmd.NewCmdImage(nil), boottestcmd.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
 		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil), doctorcmd.NewCmdDoctor(nil))
-	root.AddCommand(ramdiskcmd.NewCmdRamdisk(nil))
+	root.AddCommand(ramdiskcmd.NewCmdRamdisk(nil), cachecmd.NewCmdCache())
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0

@@ -87,3 +87,37 @@ func (l *Lock) Unlock() error {
 	l.f = nil
 	return err
 }
+
+// Shared takes the lock at path shared, waiting while someone holds it
+// exclusively: many holders of a shared lock exclude one exclusive holder
+// (builds share the cache; pruning takes it alone).
+func Shared(ctx context.Context, path string, busy func()) (*Lock, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("lock directory %s: %w (use a writable directory)", filepath.Dir(path), err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock file %s: %w", path, err)
+	}
+	told := false
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+		if err == nil {
+			return &Lock{f: f, path: path}, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !told && busy != nil {
+			busy()
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, fmt.Errorf("waiting for lock %s: %w", path, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

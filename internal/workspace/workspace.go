@@ -92,6 +92,14 @@ func (w Workspace) BootTest() string { return filepath.Join(w.Cache, "boot-test"
 // image at a time in this cache).
 func (w Workspace) PipelineLocks() string { return filepath.Join(w.builderDir(), "locks") }
 
+// CacheLock is taken shared by every build and alone by pruning, so a
+// prune never removes what a running build is using.
+func (w Workspace) CacheLock() string { return filepath.Join(w.builderDir(), "locks", "cache.lock") }
+
+// BuildRecords holds, per image name, the steps its recent builds used
+// (what `builder cache ls` and prune's --keep go by).
+func (w Workspace) BuildRecords() string { return filepath.Join(w.State(), "builds") }
+
 // PublishLocks holds the per-cloud, per-name publish locks. It is the same
 // for every command on the host, whatever cache it builds with, so a
 // pipeline and a hand-run `builder publish` of one name never overlap.
