@@ -20,13 +20,13 @@ import (
 // image nothing names any more.
 type Entry struct {
 	ID       string
-	Name     string   // store name, "" when untagged
-	Kind     string   // step, base, local, other
-	Phase    string   // the step's phase, when a build recorded it
-	Bytes    int64    // its own layer (and kept outputs)
+	Name     string    // store name, "" when untagged
+	Kind     string    // step, base, local, other
+	Phase    string    // the step's phase, when a build recorded it
+	Bytes    int64     // its own layer (and kept outputs)
 	LastUsed time.Time // the newest recorded build that used it, else its creation
-	UsedBy   []string // image names whose recorded builds use it
-	InUse    bool     // a working container uses it (a build is running)
+	UsedBy   []string  // image names whose recorded builds use it
+	InUse    bool      // a working container uses it (a build is running)
 	layer    string
 }
 

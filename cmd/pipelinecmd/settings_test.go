@@ -24,6 +24,8 @@ func sampleValue(s imagebuild.Setting) string {
 		return "md5"
 	case "isolation":
 		return "oci"
+	case "cache_max_size":
+		return "5G"
 	}
 	switch s.Kind {
 	case imagebuild.Bool:
