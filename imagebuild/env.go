@@ -66,13 +66,27 @@ func hasAnyPrefix(s string, prefixes []string) bool {
 // the build: all of them, as DIB runs hooks with sudo -E, except the
 // caller's session and terminal and builder's own controls.
 func UserEnv(environ []string) map[string]string {
-	out := map[string]string{}
+	return userVars(EnvMap(environ))
+}
+
+// EnvMap turns KEY=value pairs into a map (the last of a repeated key
+// wins, as the environment does).
+func EnvMap(environ []string) map[string]string {
+	m := map[string]string{}
 	for _, kv := range environ {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || !validEnvName(k) {
-			continue
+		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
+			m[k] = v
 		}
-		if hostOnlyVars[k] || hasAnyPrefix(k, hostOnlyPrefixes) || hasAnyPrefix(k, builderOnlyPrefixes) {
+	}
+	return m
+}
+
+// userVars keeps the variables of an environment that belong to the
+// build (see UserEnv).
+func userVars(env map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range env {
+		if !validEnvName(k) || hostOnlyVars[k] || hasAnyPrefix(k, hostOnlyPrefixes) || hasAnyPrefix(k, builderOnlyPrefixes) {
 			continue
 		}
 		out[k] = v

@@ -176,14 +176,15 @@ const (
 	ByKey
 )
 
-// NewRequest turns explicit values, the build's environment (see UserEnv)
-// and the table's defaults into a Request: for each setting, the explicit
-// value, else its DIB variable, else its default. The environment becomes
-// Request.Env as it is (hooks get it).
-func NewRequest(elements []string, values Values, env map[string]string, given Given) (Request, error) {
-	if env == nil {
-		env = map[string]string{}
+// NewRequest turns explicit values, the caller's environment and the
+// table's defaults into a Request: for each setting, the explicit value,
+// else its variable, else its default. Of the environment, what belongs to
+// the build (UserEnv's rule) becomes Request.Env, which hooks get.
+func NewRequest(elements []string, values Values, environ map[string]string, given Given) (Request, error) {
+	if environ == nil {
+		environ = map[string]string{}
 	}
+	env := userVars(environ)
 	req := Request{Elements: elements, Env: env}
 	for _, s := range Settings {
 		v, src, ok := values[s.Name], "", true
@@ -193,8 +194,8 @@ func NewRequest(elements []string, values Values, env map[string]string, given G
 			if given == ByFlag && s.Flag != "" {
 				src = "--" + s.Flag
 			}
-		case s.Env != "" && env[s.Env] != "":
-			v, src = env[s.Env], s.Env
+		case s.Env != "" && environ[s.Env] != "":
+			v, src = environ[s.Env], s.Env
 		default:
 			v, src, ok = s.Default, "default", s.Default != ""
 		}

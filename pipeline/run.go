@@ -387,7 +387,7 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 // variables (the environment's, then the file's), then the table's
 // defaults. cache and out are where this run builds and writes.
 func (f *File) Request(img Image, environ []string, cache, out string) (imagebuild.Request, error) {
-	env := imagebuild.UserEnv(environ)
+	env := imagebuild.EnvMap(environ)
 	for k, v := range f.variables(img) {
 		env[k] = v
 	}

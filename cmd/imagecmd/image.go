@@ -137,7 +137,7 @@ func (e *UsageError) Unwrap() error { return e.Err }
 // Request translates the options into a build request (imagebuild's
 // settings table: flag, else DIB variable, else default).
 func (o *Options) Request() (imagebuild.Request, error) {
-	req, err := imagebuild.NewRequest(o.Elements, o.Values, imagebuild.UserEnv(o.Environ), imagebuild.ByFlag)
+	req, err := imagebuild.NewRequest(o.Elements, o.Values, imagebuild.EnvMap(o.Environ), imagebuild.ByFlag)
 	if err != nil {
 		return req, &UsageError{err}
 	}
