@@ -2,9 +2,12 @@ package assemble
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"syscall"
 )
 
 // TreeFormat is an output made from the root tree itself, not the disk.
@@ -35,6 +38,12 @@ func WriteTree(ctx context.Context, root, dst string, f TreeFormat) (err error) 
 		return fmt.Errorf("unknown tree output %q (known: tar, tgz, squashfs)", f)
 	}
 	if err != nil {
+		// tar says a full disk is a short write ("Wrote only 4096 of
+		// 10240 bytes"): name it for what it is.
+		var st syscall.Statfs_t
+		if !errors.Is(err, syscall.ENOSPC) && syscall.Statfs(filepath.Dir(dst), &st) == nil && int64(st.Bavail)*st.Bsize < 1<<20 {
+			err = fmt.Errorf("%w: %w", syscall.ENOSPC, err)
+		}
 		return fmt.Errorf("write %s: %w", dst, err)
 	}
 	return os.Rename(tmp, dst)

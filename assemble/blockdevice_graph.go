@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // From graph-form entries to a Layout: each plugin's checks, with DIB's
@@ -237,8 +238,9 @@ func buildLayout(source string, entries []cfgEntry, merge bool) (*Layout, []stri
 			if !ok {
 				return nil, nil, cerr(e.line, "MountPoint config needs [mount_point] (mount %s)", name)
 			}
-			if mp != "none" && (!strings.HasPrefix(mp, "/") || path.Clean(mp) != mp) {
-				return nil, nil, cerr(e.lineOf("mount_point"), "mount %s: mount_point %q must be a clean absolute path, or none for swap", name, mp)
+			if mp != "none" && (!strings.HasPrefix(mp, "/") || path.Clean(mp) != mp || strings.IndexFunc(mp, unicode.IsControl) >= 0) {
+				// A newline would also break /etc/fstab in two.
+				return nil, nil, cerr(e.lineOf("mount_point"), "mount %s: mount_point %q must be a clean absolute path without control characters, or none for swap", name, mp)
 			}
 			for _, m := range mounts {
 				if m.mount.MountPoint == mp {
@@ -264,6 +266,10 @@ func buildLayout(source string, entries []cfgEntry, merge bool) (*Layout, []stri
 				_, set[k] = e.values[k]
 			}
 			if o, ok := e.str("options"); ok {
+				// One fstab field: blanks would shift the others.
+				if o == "" || strings.IndexFunc(o, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+					return nil, nil, cerr(e.lineOf("options"), "fstab %s: options %q must be comma-separated, without blanks (e.g. defaults,noatime)", name, o)
+				}
 				f.Options = o
 			}
 			for _, k := range []struct {
@@ -334,7 +340,7 @@ func buildLayout(source string, entries []cfgEntry, merge bool) (*Layout, []stri
 	for _, n := range nodes {
 		for _, from := range n.from {
 			if _, ok := index[from]; !ok {
-				return nil, nil, cerr(n.line, "Edge not defined: %s->%s", from, n.name)
+				return nil, nil, cerr(n.line, "Edge not defined: %s->%s (no node is named %s: fix the base of %s)", from, n.name, from, n.name)
 			}
 		}
 	}

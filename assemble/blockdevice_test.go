@@ -3,6 +3,7 @@ package assemble
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -535,5 +536,30 @@ func TestLoadBlockDeviceConfig(t *testing.T) {
 	}
 	if _, err := LoadBlockDeviceConfig("file:///nonexistent.yaml"); err == nil || !strings.Contains(err.Error(), "/nonexistent.yaml") {
 		t.Errorf("missing file: %v", err)
+	}
+}
+
+// A mount point or fstab options that would break /etc/fstab's lines or
+// fields are refused (found by FuzzParseBlockDeviceConfig).
+func TestConfigRefusesBrokenFstabFields(t *testing.T) {
+	base := "- local_loop: {name: image0}\n- mkfs: {name: mkfs_root, base: image0, type: ext4, mount: {mount_point: %s, fstab: {options: %s}}}\n"
+	for _, c := range []struct{ mp, opts, want string }{
+		{`"/a\nb"`, "defaults", "without control characters"},
+		{"/", `"defaults x"`, "must be comma-separated, without blanks"},
+		{"/", `"a\nb"`, "must be comma-separated, without blanks"},
+		{"/", `""`, "must be comma-separated, without blanks"},
+	} {
+		_, err := ParseBlockDeviceConfigFrom("x", []byte(fmt.Sprintf(base, c.mp, c.opts)))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("mount_point %s, options %s: %v, want %q", c.mp, c.opts, err, c.want)
+		}
+	}
+	l, err := ParseBlockDeviceConfigFrom("x", []byte(fmt.Sprintf(base, `"/a b"`, `"defaults,noatime"`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.MergeRoot("", "", nil)
+	if got := l.Fstab(); got != "LABEL=cloudimg-rootfs /a\\040b ext4 defaults,noatime 0 2\n" {
+		t.Errorf("fstab %q", got)
 	}
 }

@@ -51,7 +51,11 @@ func ReadBlockDeviceConfig(file string) (*Layout, error) {
 // or the YAML itself.
 func LoadBlockDeviceConfig(value string) (*Layout, error) {
 	if p, ok := strings.CutPrefix(value, "file://"); ok {
-		return ReadBlockDeviceConfig(p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("DIB_BLOCK_DEVICE_CONFIG=%s: %w; give file:// an existing YAML file, or the YAML itself", value, err)
+		}
+		return ParseBlockDeviceConfigFrom(p, data)
 	}
 	return ParseBlockDeviceConfigFrom("DIB_BLOCK_DEVICE_CONFIG", []byte(value))
 }

@@ -52,6 +52,10 @@ func (l *Layout) MergeRoot(fsType, label string, opts []string) error {
 			return fmt.Errorf("%s: %w (FS_TYPE)", l.Source, err)
 		}
 		if err := checkLabel(*fs, labels); err != nil {
+			if fs.Name == "mkfs_root" && !fs.labelSet && label != "" {
+				// The label came from the command line, not the layout.
+				return fmt.Errorf("--root-label %q: %w", label, err)
+			}
 			return fmt.Errorf("%s: %w", l.Source, err)
 		}
 		labels[fs.Label] = fs.Name

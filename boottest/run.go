@@ -434,6 +434,11 @@ func (r *runner) inspectImage(ctx context.Context) error {
 	if info.FormatSpecific.Data.Corrupt {
 		return usagef("image %s is marked corrupt by qemu-img: repair a copy with `qemu-img check -r all` or rebuild it", s.Image)
 	}
+	if info.Format == "raw" && !hasBootSignature(s.Image) {
+		// qemu-img calls any file raw; a disk without a partition table
+		// or boot sector cannot boot, and QEMU would only say so later.
+		return usagef("%s is not a bootable disk image: it is raw data without a partition table (no boot signature in its first sector); pass a disk image built by builder image (qcow2 or raw)", s.Image)
+	}
 	if info.BackingFilename != "" && !s.AllowBacking {
 		return usagef("image %s has a backing file (%s): the test would boot the whole chain, not a self-contained image that can be uploaded; "+
 			"flatten it with `qemu-img convert -O qcow2 %s flat.qcow2`, or pass --allow-backing", s.Image, info.BackingFilename, s.Image)
@@ -444,6 +449,21 @@ func (r *runner) inspectImage(ctx context.Context) error {
 	r.rep.DiskBytes = overlaySize(info.VirtualSize, s.Grow)
 	r.say("image %s: %s, %s; guest disk %s", s.Image, info.Format, fmtBytes(info.VirtualSize), fmtBytes(r.rep.DiskBytes))
 	return nil
+}
+
+// hasBootSignature reports whether the file's first sector ends in the
+// MBR signature 55 AA (an MBR, or GPT's protective MBR).
+func hasBootSignature(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	sig := make([]byte, 2)
+	if _, err := f.ReadAt(sig, 510); err != nil {
+		return false
+	}
+	return sig[0] == 0x55 && sig[1] == 0xaa
 }
 
 // makeSeed writes the NoCloud seed that creates the test user.

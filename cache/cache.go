@@ -114,8 +114,11 @@ func (m *Manager) read() (*state, error) {
 			e.Kind = "local"
 		}
 		e.Bytes = layers[img.Layer].Bytes
-		if img.Outputs {
-			e.Bytes += dirBytes(m.store.OutputsDir(rootfs.StepKeyOf(img.Names)))
+		// An image that lost its step name to another build's commit of
+		// the same step (two builds at once) has no key; its kept outputs
+		// are the named image's.
+		if k := rootfs.StepKeyOf(img.Names); img.Outputs && k != "" {
+			e.Bytes += dirBytes(m.store.OutputsDir(k))
 		}
 		s.byLayer[img.Layer] = len(s.entries)
 		for _, n := range img.Names {
@@ -385,6 +388,10 @@ func (m *Manager) Verify(ctx context.Context, progress func(string)) (*VerifyRes
 	res.Checked += n
 	for _, d := range damaged {
 		res.Damaged = append(res.Damaged, d+": removed, fetched again when next needed")
+		// Named like a damaged layer: the user learns what went.
+		if progress != nil {
+			progress(res.Damaged[len(res.Damaged)-1])
+		}
 	}
 	if err != nil {
 		return res, err

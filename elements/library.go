@@ -61,7 +61,10 @@ type InvalidPathError struct {
 }
 
 func (e *InvalidPathError) Error() string {
-	return fmt.Sprintf("ELEMENTS_PATH entry %q is not a directory", e.Path)
+	if errors.Is(e.Err, fs.ErrNotExist) {
+		return fmt.Sprintf("ELEMENTS_PATH entry %q is not a directory (it does not exist): fix or remove it in ELEMENTS_PATH", e.Path)
+	}
+	return fmt.Sprintf("ELEMENTS_PATH entry %q is not a directory: fix or remove it in ELEMENTS_PATH", e.Path)
 }
 
 func (e *InvalidPathError) Unwrap() error { return e.Err }
@@ -143,7 +146,12 @@ func scanElementsDir(dir string) ([]*Element, error) {
 	}
 	entries, err := os.ReadDir(abs)
 	if err != nil {
-		return nil, fmt.Errorf("ELEMENTS_PATH entry %q: %w", dir, err)
+		cause := err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			cause = pe.Err
+		}
+		return nil, fmt.Errorf("ELEMENTS_PATH entry %q cannot be read: %w; make it readable or remove it from ELEMENTS_PATH", dir, cause)
 	}
 	byName := map[string]*Element{}
 	for _, ent := range entries {
@@ -153,7 +161,7 @@ func scanElementsDir(dir string) ([]*Element, error) {
 		full := filepath.Join(abs, ent.Name())
 		// os.Stat follows symlinks: DIB's os.path.isdir does too, and a
 		// dangling symlink is silently not an element.
-		if st, err := os.Stat(full); err != nil || !st.IsDir() {
+		if st, err := os.Stat(full); err != nil || !st.IsDir() || pythonCache(full) {
 			continue
 		}
 		real, err := filepath.EvalSymlinks(full)
@@ -180,11 +188,30 @@ func scanElementsDir(dir string) ([]*Element, error) {
 	return out, nil
 }
 
+// pythonCache reports a directory that does not look like an element:
+// Python's bytecode cache (__pycache__, or nothing but .pyc files). DIB's
+// own library is a Python package and has one beside its elements.
+func pythonCache(dir string) bool {
+	if filepath.Base(dir) == "__pycache__" {
+		return true
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) == 0 {
+		return false
+	}
+	for _, e := range ents {
+		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".pyc") || strings.HasSuffix(e.Name(), ".pyo")) {
+			return false
+		}
+	}
+	return true
+}
+
 // checkElementName rejects names that would escape the directories builder
 // builds from them (/usr/share/pkg-map/<name>, DIB_INSTALLTYPE_<name>, ...).
 func checkElementName(name string) error {
 	if name == "" || name == "." || name == "/" || strings.Contains(name, "/") || strings.Contains(name, "..") {
-		return fmt.Errorf("invalid element name %q", name)
+		return fmt.Errorf("invalid element name %q: rename the directory (an element's name has no '/' and no '..')", name)
 	}
 	return nil
 }
@@ -199,8 +226,18 @@ func readNameList(path string) ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		cause := err
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			cause = pe.Err
+		}
+		return nil, fmt.Errorf("%s cannot be read: %w; make it readable", path, cause)
 	}
+	return parseNameList(data), nil
+}
+
+// parseNameList is readNameList's parser: one name per line.
+func parseNameList(data []byte) []string {
 	seen := map[string]bool{}
 	var out []string
 	// Python's text mode reads \n, \r\n and \r as line ends.
@@ -213,7 +250,7 @@ func readNameList(path string) ([]string, error) {
 		out = append(out, line)
 	}
 	sort.Strings(out)
-	return out, nil
+	return out
 }
 
 // Get returns the element called name, if any.

@@ -94,9 +94,29 @@ func ParsePkgMap(element, path string, data []byte) (*PkgMap, error) {
 		}
 		return nil, jsonError(path, data, err)
 	}
+	// Entries that can never apply: DIB ignores them, and a typo
+	// ("debain") would silently map nothing.
+	for f := range v.Family {
+		if !slices.Contains(pkgMapFamilies, f) {
+			return nil, fmt.Errorf("%s: family %q is not a pkg-map family: use one of %s", path, f, strings.Join(pkgMapFamilies, ", "))
+		}
+	}
+	for d, rs := range v.Release {
+		for r := range rs {
+			if d == "" || r == "" {
+				return nil, fmt.Errorf("%s: release %q of distro %q: name both (e.g. \"release\": {\"centos\": {\"9\": {...}}})", path, r, d)
+			}
+		}
+	}
+	if _, ok := v.Distro[""]; ok {
+		return nil, fmt.Errorf("%s: distro \"\" never applies: name the distro (DISTRO_NAME, e.g. debian)", path)
+	}
 	m := &PkgMap{Element: element, Path: path, Default: v.Default, Family: v.Family, Distro: v.Distro, Release: v.Release}
 	return m, nil
 }
+
+// pkgMapFamilies are the families Family returns.
+var pkgMapFamilies = []string{"debian", "gentoo", "redhat", "suse"}
 
 func jsonError(path string, data []byte, err error) error {
 	var se *json.SyntaxError

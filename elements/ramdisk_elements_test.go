@@ -288,6 +288,11 @@ func TestRamdiskLibraryModes(t *testing.T) {
 		"ramdisk-base/init-scripts/systemd/builder-ramdisk-ready.service": false,
 		"select-boot-kernel-initrd/bin/select-boot-kernel-initrd":         true,
 		"ramdisk/binary-deps.d/ramdisk":                                   false,
+		"ramdisk/post-install.d/99-build-ramdisk":                         true,
+		"ramdisk-base/ramdisk-lib/ramdisk-init":                           true,
+		"ramdisk-base/ramdisk-lib/ramdisk-install":                        true,
+		"ramdisk-base/ramdisk-lib/init-func":                              false,
+		"ramdisk-base/init.d/20-init-variables":                           false,
 	} {
 		data, err := os.ReadFile(filepath.Join("library", name))
 		if err != nil {

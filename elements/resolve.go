@@ -46,6 +46,11 @@ func (e *MissingElementError) Error() string {
 		return fmt.Sprintf("element %q not found (%s); it is provided by %s: add one of them to the elements",
 			e.Name, by, strings.Join(e.Providers, ", "))
 	}
+	if strings.Contains(e.Name, "/") {
+		// A path given where a name belongs.
+		return fmt.Sprintf("element %q not found (%s): elements are named, not given as paths; put the directory that holds it on ELEMENTS_PATH and use its name",
+			e.Name, by)
+	}
 	return fmt.Sprintf("element %q not found (%s); check ELEMENTS_PATH (searched: %s)",
 		e.Name, by, strings.Join(e.Searched, ", "))
 }

@@ -80,7 +80,7 @@ type DanglingSymlinkError struct {
 }
 
 func (e *DanglingSymlinkError) Error() string {
-	return fmt.Sprintf("element %s: %s is a dangling symlink (-> %s); dib-run-parts would silently skip it",
+	return fmt.Sprintf("element %s: %s is a dangling symlink (-> %s); dib-run-parts would silently skip it: remove it or make it point at an existing file",
 		e.Element, e.Path, e.Target)
 }
 
@@ -415,7 +415,7 @@ func (t *Tree) fileStatus(rel string, resolvedInImage bool) (st fs.FileInfo, inI
 	if !filepath.IsAbs(target) {
 		resolved := filepath.Join(filepath.Dir(p), target)
 		if !strings.HasPrefix(resolved, t.Dir+string(filepath.Separator)) {
-			return nil, false, fmt.Errorf("element %s: %s is a symlink to %s, outside the hooks tree; it cannot resolve where hooks run",
+			return nil, false, fmt.Errorf("element %s: %s is a symlink to %s, outside the hooks tree; it cannot resolve where hooks run: copy the file into the element, or point the link inside it",
 				t.elementOf(rel), t.srcPath(rel), target)
 		}
 	}
@@ -525,6 +525,16 @@ func (t *Tree) elementOf(rel string) string {
 		}
 	}
 	return ""
+}
+
+// Source says where a file of the tree (an absolute path in it) came
+// from: its element and its path there; "" and path itself when unknown.
+func (t *Tree) Source(path string) (element, src string) {
+	rel, err := filepath.Rel(t.Dir, path)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return "", path
+	}
+	return t.elementOf(rel), t.srcPath(rel)
 }
 
 // srcPath is the path to show a user: the file in its element if known.

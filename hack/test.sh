@@ -29,6 +29,14 @@ if ! go mod tidy -diff >/dev/null; then
     exit 1
 fi
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+echo "test: fuzzing the parsers of users' files, 12 s each"
+# Go's native fuzzing (the seed corpora also run with the unit tests). A
+# crash stops here; its input is saved in the package's testdata/fuzz/
+# and becomes a seed once committed with the fix.
+for target in elements:FuzzParsePackageInstalls elements:FuzzParsePkgMap elements:FuzzParseNameList \
+    assemble:FuzzParseBlockDeviceConfig pipeline:FuzzParse; do
+    go test "./${target%%:*}" -run '^$' -fuzz "^${target#*:}\$" -fuzztime 12s -fuzzminimizetime 2s
+done
 echo "test: go test ./... (unit and end-to-end)"
 # One package at a time: the end-to-end tests boot VMs under software
 # emulation and want both cores.

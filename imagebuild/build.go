@@ -18,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"builder/assemble"
@@ -53,22 +54,35 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 		if cerr := stack.Run(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("cleanup: %w", cerr))
 		}
+		err = noSpace(err, req)
 		rep.Summary()
 	}()
 	req = withDefaults(req)
-	outs, err := planOutputs(req)
-	if err != nil {
+	if req.runID, err = newRunID(); err != nil {
 		return nil, err
 	}
+	outs, err := planOutputs(req)
+	if err != nil {
+		return nil, inputError(err)
+	}
 	if req.Arch != "amd64" {
-		return nil, fmt.Errorf("architecture %q is not supported yet: use -a amd64", req.Arch)
+		return nil, inputError(fmt.Errorf("architecture %q is not supported yet: use -a amd64", req.Arch))
 	}
 	ws := workspace.Workspace{Cache: req.ImageCache, RunRoot: req.RunRoot}
 	if err := os.MkdirAll(ws.Cache, 0o755); err != nil {
-		return nil, fmt.Errorf("image cache %s: %w", ws.Cache, err)
+		return nil, inputError(fmt.Errorf("image cache %s: %w; give --image-cache (or DIB_IMAGE_CACHE) a directory you can write", ws.Cache, err))
 	}
-	run, err := startRun(req.TmpDir, ws.Runs(), !req.NoTmpfs, &stack)
+	run, err := startRun(req.runID, req.TmpDir, ws.Runs(), !req.NoTmpfs, &stack)
 	if err != nil {
+		return nil, err
+	}
+	// Should this build be killed outright, the next one stops what it
+	// started and removes its temporary outputs and store files.
+	defer run.markProcesses()()
+	if err := run.record(filepath.Dir(absOutput(req))); err != nil {
+		return nil, err
+	}
+	if err := run.recordStore(ws.Store()); err != nil {
 		return nil, err
 	}
 
@@ -77,12 +91,12 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	plan, err := resolve(ctx, req, ws, run.Work)
 	if err != nil {
 		t.Fail(err)
-		return nil, err
+		return nil, inputError(err)
 	}
 	// Ramdisk builds and no-final-image change the outputs (ramdisk.go).
 	if outs, err = plan.ramdiskOutputs(req, outs); err != nil {
 		t.Fail(err)
-		return nil, err
+		return nil, inputError(err)
 	}
 	t.Done(fmt.Sprintf("%d elements: %s", len(plan.res.Elements), strings.Join(plan.res.Names(), " ")))
 	for _, w := range plan.warnings {
@@ -101,13 +115,13 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 		return nil, err
 	}
 	lockHandle := stack.Push("cache lock", cacheLock.Unlock)
-	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: ws.Store(), RunRoot: ws.StoreRunRoot()})
+	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: ws.Store(), RunRoot: ws.StoreRunRoot(), RunID: run.ID})
 	if err != nil {
 		return nil, err
 	}
 	storeHandle := stack.Push("container store", store.Close)
 	t.Printf("container store: %s storage driver", store.Driver())
-	if n, err := reapStaleRuns(ws.Runs(), store); err != nil {
+	if n, err := reapStaleRuns(ws.Runs(), store, ws.Store()); err != nil {
 		t.Printf("warning: cleaning up after earlier killed builds: %v", err)
 	} else if n > 0 {
 		t.Printf("removed what %d killed build(s) left behind", n)
@@ -119,7 +133,7 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	}
 
 	if err := checkSizeAgainstBase(req, store, base); err != nil {
-		return nil, err
+		return nil, inputError(err)
 	}
 	used := []cache.Step{{Phase: "base", Image: base.Name, Key: base.Key}}
 	plan.onStep = func(st rootfs.Step, img rootfs.Image) {
@@ -175,6 +189,24 @@ func autoPrune(ctx context.Context, rep *progress.Reporter, ws workspace.Workspa
 		return
 	}
 	t.Done(fmt.Sprintf("%d entries pruned, %s freed, %s held", len(res.Removed), units.Format(res.FreedBytes), units.Format(res.TotalAfter)))
+}
+
+// InputError is a build refused for what it was given (elements, their
+// files, settings, the output path), before any of its work started: the
+// command reports it as a usage error.
+type InputError struct{ Err error }
+
+func (e *InputError) Error() string { return e.Err.Error() }
+func (e *InputError) Unwrap() error { return e.Err }
+
+// inputError marks err as the input's fault; an interruption or a full
+// disk stays what it is.
+func inputError(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device") {
+		return err
+	}
+	return &InputError{Err: err}
 }
 
 // checkSizeAgainstBase refuses an --image-size that cannot even hold the
@@ -336,7 +368,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 	h := stack.Push("image mount", release)
 	defer h.Release()
 
-	placeManifests, err := stageManifests(root, plan.env["DIB_MANIFEST_IMAGE_DIR"], outs, stack)
+	placeManifests, err := stageManifests(root, plan.env["DIB_MANIFEST_IMAGE_DIR"], outs, req.runID, stack)
 	if err != nil {
 		return nil, err
 	}
@@ -439,7 +471,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		taken[o.Final] = true
 	}
 	outDir := filepath.Dir(absOutput(req))
-	placeHooked, err := hooked.stage(outDir, taken, req.Env["OVERWRITE_OLD_IMAGE"], stack)
+	placeHooked, err := hooked.stage(outDir, taken, req.Env["OVERWRITE_OLD_IMAGE"], req.runID, stack)
 	if err != nil {
 		return nil, err
 	}
@@ -524,7 +556,7 @@ func layoutName(src string) string {
 // element: /etc/dib-manifests unless DIB_MANIFEST_IMAGE_DIR says otherwise)
 // beside the outputs; the returned function puts the copy in place as
 // NAME.d/dib-manifests, together with the outputs.
-func stageManifests(root, manifestDir string, outs []output, stack *cleanup.Stack) (func() error, error) {
+func stageManifests(root, manifestDir string, outs []output, runID string, stack *cleanup.Stack) (func() error, error) {
 	if manifestDir == "" {
 		manifestDir = "/etc/dib-manifests"
 	}
@@ -533,7 +565,7 @@ func stageManifests(root, manifestDir string, outs []output, stack *cleanup.Stac
 		return func() error { return nil }, nil
 	}
 	dir := strings.TrimSuffix(outs[0].Final, "."+outs[0].Type) + ".d"
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+"."+runTag(runID)+"tmp-")
 	if err != nil {
 		return nil, fmt.Errorf("manifests: %w", err)
 	}

@@ -154,6 +154,8 @@ func envList(m map[string]string) []string {
 func evalEnvironment(ctx context.Context, files []string, base map[string]string) (map[string]string, error) {
 	var script strings.Builder
 	script.WriteString("set -eu\nset -o pipefail\n")
+	// Name the file that failed (set -e leaves in the middle of it).
+	fmt.Fprintf(&script, "trap 'rc=$?; [ $rc -eq 0 ] || [ -z \"${BUILDER_ENV_FILE:-}\" ] || printf \"\\n%s%%s\\n\" \"$BUILDER_ENV_FILE\" >&2' EXIT\n", envFailedMark)
 	for _, f := range files {
 		// What a file prints must not mix with the variables read below.
 		fmt.Fprintf(&script, "BUILDER_ENV_FILE=%s\nsource %s >&2\n", shellQuote(f), shellQuote(f))
@@ -164,8 +166,21 @@ func evalEnvironment(ctx context.Context, files []string, base map[string]string
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		return nil, fmt.Errorf("environment.d failed: %w: %s", err, lastLines(msg, 5))
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		fe := &envFileError{Status: err}
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if f, ok := strings.CutPrefix(l, envFailedMark); ok {
+				fe.File = f
+			} else if l = strings.TrimSpace(l); l != "" {
+				fe.Output = append(fe.Output, l)
+			}
+		}
+		if len(fe.Output) > 3 {
+			fe.Output = fe.Output[len(fe.Output)-3:]
+		}
+		return nil, fe
 	}
 	out := map[string]string{}
 	for _, kv := range bytes.Split(stdout.Bytes(), []byte{0}) {
@@ -177,16 +192,33 @@ func evalEnvironment(ctx context.Context, files []string, base map[string]string
 	return out, nil
 }
 
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+const envFailedMark = "##builder-env-failed## "
+
+// envFileError is an environment.d file that failed when sourced: which
+// one (File, Element once known), how, and the last lines it printed.
+type envFileError struct {
+	File, Element string
+	Status        error
+	Output        []string
 }
 
-func lastLines(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+func (e *envFileError) Error() string {
+	who := "environment.d"
+	switch {
+	case e.Element != "":
+		who = fmt.Sprintf("environment.d file %s (element %s)", e.File, e.Element)
+	case e.File != "":
+		who = "environment.d file " + e.File
 	}
-	return strings.Join(lines, "\n")
+	msg := fmt.Sprintf("%s failed (%v)", who, e.Status)
+	if len(e.Output) > 0 {
+		msg += ": " + strings.Join(e.Output, " | ")
+	}
+	return msg + "; fix it, or leave its element out"
+}
+
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // hostAptMirrors finds the Debian (and debian-security) mirror the build

@@ -3,6 +3,7 @@ package imagebuild
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -198,7 +199,8 @@ func resolve(ctx context.Context, req Request, ws workspace.Workspace, work stri
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(tree.Dir, "builder")); err == nil {
-		return nil, fmt.Errorf("an element has a top-level directory named \"builder\": builder keeps its own files there in the hooks tree; rename it")
+		el, src := tree.Source(filepath.Join(tree.Dir, "builder"))
+		return nil, fmt.Errorf("element %s has a top-level directory named \"builder\" (%s): builder keeps its own files there in the hooks tree; rename it", el, src)
 	}
 	if err := installRuntime(tree.Dir); err != nil {
 		return nil, err
@@ -226,6 +228,15 @@ func resolve(ctx context.Context, req Request, ws workspace.Workspace, work stri
 	evalBase := copyEnv(p.hookEnv)
 	evalBase["TMP_HOOKS_PATH"] = tree.Dir
 	env, err := evalEnvironment(ctx, tree.EnvFiles, evalBase)
+	var fe *envFileError
+	if errors.As(err, &fe) && fe.File != "" {
+		// Name the element's file, not the copy in the hooks tree.
+		tmp := fe.File
+		fe.Element, fe.File = tree.Source(tmp)
+		for i, l := range fe.Output {
+			fe.Output[i] = strings.ReplaceAll(l, tmp, fe.File)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +265,7 @@ func resolve(ctx context.Context, req Request, ws workspace.Workspace, work stri
 	}
 	distro, release := env["DISTRO_NAME"], env["DIB_RELEASE"]
 	if distro == "" {
-		return nil, fmt.Errorf("operating-system element %s does not export DISTRO_NAME in environment.d", res.OS.Name)
+		return nil, fmt.Errorf("operating-system element %s does not export DISTRO_NAME in environment.d: export it there (e.g. DISTRO_NAME=debian)", res.OS.Name)
 	}
 	// Fail before anything is pulled or run when the base cannot be made.
 	if err := checkBaseSource(res.OS.Name, res.OS.Dir, env, req.Arch); err != nil {
@@ -349,7 +360,7 @@ func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *ro
 	img, cached, err := store.EnsureBase(ctx, bs, rootfs.BaseOptions{
 		StateDir: ws.State(),
 		AptCache: p.aptCache,
-		TmpDir:   run.Scratch,
+		TmpDir:   run.bootstrapDir(),
 		Offline:  req.Offline,
 		Log:      logWriter(req, &log),
 		Progress: t,
@@ -371,7 +382,13 @@ func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *ro
 // come from DIB_LOCAL_IMAGE and it is not set (centos6, scientific6/7: no
 // base images are published for them any more).
 func checkBaseSource(osName, osDir string, env map[string]string, arch string) error {
-	if env["DIB_LOCAL_IMAGE"] != "" {
+	if local := env["DIB_LOCAL_IMAGE"]; local != "" {
+		if strings.HasPrefix(local, "http://") || strings.HasPrefix(local, "https://") {
+			return nil
+		}
+		if st, err := os.Stat(local); err != nil || !st.Mode().IsRegular() {
+			return fmt.Errorf("DIB_LOCAL_IMAGE %s is not a file: point it at a cloud image (qcow2 or raw), a rootfs tarball or an OCI archive", local)
+		}
 		return nil
 	}
 	src, ok, err := readRootfsSource(osDir, env, arch)

@@ -65,7 +65,6 @@ func (p *plan) ramdiskOutputs(req Request, outs []output) ([]output, error) {
 		if err != nil {
 			return nil, err
 		}
-		dir := filepath.Dir(abs)
 		for _, t := range []string{"kernel", "initramfs"} {
 			final := abs + "." + t
 			if fi, err := os.Stat(final); err == nil && fi.IsDir() {
@@ -74,7 +73,7 @@ func (p *plan) ramdiskOutputs(req Request, outs []output) ([]output, error) {
 			out = append(out, output{
 				Type:  t,
 				Final: final,
-				Temp:  filepath.Join(dir, fmt.Sprintf(".%s.%s.tmp-%d", filepath.Base(abs), t, os.Getpid())),
+				Temp:  outputTemp(abs, t, req.runID),
 			})
 		}
 	}

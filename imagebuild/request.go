@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"unicode"
 )
 
 // Request is everything a build needs, as plain data.
@@ -63,6 +64,12 @@ type Request struct {
 	// builder's own library; "" finds an installed DIB (NoDIBLibrary off).
 	DIBElements  string
 	NoDIBLibrary bool
+	// SBOM writes NAME.spdx.json and NAME.d/files.json beside the
+	// outputs (--sbom, on by default; see sbom.go).
+	SBOM bool
+
+	// runID names this build's run (set by Run; see runTag).
+	runID string
 }
 
 // diskTypes are made from the assembled disk, treeTypes from the root tree;
@@ -73,7 +80,12 @@ var (
 )
 
 func typeList() string {
-	return "qcow2, raw, vhd, vhdx, vmdk, vdi, tar, tgz, squashfs, docker"
+	return strings.Join(OutputTypes(), ", ")
+}
+
+// OutputTypes are the types -t (a pipeline's formats) takes.
+func OutputTypes() []string {
+	return []string{"qcow2", "raw", "vhd", "vhdx", "vmdk", "vdi", "tar", "tgz", "squashfs", "docker"}
 }
 
 // output is one file the build writes.
@@ -96,6 +108,10 @@ func planOutputs(req Request) ([]output, error) {
 	// DIB strips a trailing ".<type>" when there is a single type.
 	if len(req.Types) == 1 {
 		name = strings.TrimSuffix(name, "."+req.Types[0])
+	}
+	// The name reaches hooks (IMAGE_NAME), manifests and shell lines.
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return nil, fmt.Errorf("output name %q has a control character (newline, tab...): give -o a name without one", name)
 	}
 	abs, err := filepath.Abs(name)
 	if err != nil {
@@ -151,10 +167,17 @@ func planOutputs(req Request) ([]output, error) {
 		outs = append(outs, output{
 			Type:  t,
 			Final: final,
-			Temp:  filepath.Join(dir, fmt.Sprintf(".%s.%s.tmp-%d", filepath.Base(abs), t, os.Getpid())),
+			Temp:  outputTemp(abs, t, req.runID),
 		})
 	}
 	return outs, nil
+}
+
+// outputTemp is where an output of type typ is written before it is
+// renamed: beside it, hidden, named after the run (runTag) so that the
+// next build removes it should this one be killed.
+func outputTemp(abs, typ, runID string) string {
+	return filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+"."+typ+"."+runTag(runID)+"tmp")
 }
 
 // absOutput is the output path without a type suffix, absolute.

@@ -5,11 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/moby/sys/mountinfo"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 
 	"builder/internal/cleanup"
 	"builder/rootfs"
@@ -29,32 +32,44 @@ type runDir struct {
 	lock    *os.File
 }
 
-// startRun creates the work directory under tmpDir and takes the run lock
-// in runs (the workspace's). Both are released through stack.
-func startRun(tmpDir, runs string, useTmpfs bool, stack *cleanup.Stack) (*runDir, error) {
+// newRunID names a build: its work directories, working containers,
+// temporary outputs and run lock carry it (see runTag).
+func newRunID() (string, error) {
 	b := make([]byte, 6)
 	if _, err := rand.Read(b); err != nil {
-		return nil, err
+		return "", err
 	}
-	r := &runDir{ID: hex.EncodeToString(b), locks: runs}
+	return hex.EncodeToString(b), nil
+}
+
+// runTag is in the name of everything a run makes that must not outlive
+// it: builder.<ID>. starts its directories and is inside its temporary
+// outputs (.NAME.TYPE.builder.<ID>.tmp). The next build removes them
+// should this one be killed outright (reapStaleRuns).
+func runTag(id string) string { return "builder." + id + "." }
+
+// startRun creates the work directory under tmpDir and takes the run lock
+// in runs (the workspace's). Both are released through stack.
+func startRun(id, tmpDir, runs string, useTmpfs bool, stack *cleanup.Stack) (*runDir, error) {
+	r := &runDir{ID: id, locks: runs}
 	if err := os.MkdirAll(r.locks, 0o700); err != nil {
 		return nil, fmt.Errorf("create run directory: %w", err)
 	}
 	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
-		return nil, fmt.Errorf("TMP_DIR %s: %w", tmpDir, err)
+		return nil, inputError(fmt.Errorf("TMP_DIR %s: %w; set TMP_DIR to a directory you can write", tmpDir, err))
 	}
 	work, err := os.MkdirTemp(tmpDir, "builder."+r.ID+".")
 	if err != nil {
-		return nil, fmt.Errorf("create work directory in %s: %w (set TMP_DIR to a writable directory)", tmpDir, err)
+		return nil, inputError(fmt.Errorf("create work directory in %s: %w (set TMP_DIR to a writable directory)", tmpDir, err))
 	}
 	r.Work = work
-	stack.Push("work directory "+work, func() error { return removeAll(work) })
+	stack.Push("work directory "+work, func() error { return removeRunDir(work) })
 	r.Scratch = work
 	if useTmpfs {
 		if shm := tmpfsWithRoom(scratchNeed); shm != "" {
 			if d, err := os.MkdirTemp(shm, "builder."+r.ID+"."); err == nil {
 				r.Scratch = d
-				stack.Push("scratch directory "+d, func() error { return removeAll(d) })
+				stack.Push("scratch directory "+d, func() error { return removeRunDir(d) })
 			}
 		}
 	}
@@ -81,8 +96,19 @@ func startRun(tmpDir, runs string, useTmpfs bool, stack *cleanup.Stack) (*runDir
 	return r, nil
 }
 
-// record adds a directory to what the next build removes should this one
-// be killed (it must be named builder.<ID>.*).
+// bootstrapDir is where mmdebstrap builds the base tree: never under
+// /dev/shm, which mmdebstrap bind-mounts into the tree it builds (the tree
+// would then contain itself, and the bind fails in a user namespace).
+func (r *runDir) bootstrapDir() string {
+	if strings.HasPrefix(r.Scratch, "/dev/shm/") {
+		return r.Work
+	}
+	return r.Scratch
+}
+
+// record adds a path to what the next build removes should this one be
+// killed: a directory named builder.<ID>.* is removed; in any other
+// directory (the outputs'), the entries whose names hold runTag(ID).
 func (r *runDir) record(dir string) error {
 	if r.lock == nil {
 		return nil
@@ -93,9 +119,21 @@ func (r *runDir) record(dir string) error {
 	return nil
 }
 
+// recordStore names the container store the run uses: its containers and
+// staging files are removed by a build of the same store.
+func (r *runDir) recordStore(dir string) error {
+	return r.record(storeLine + dir)
+}
+
+const storeLine = "store "
+
 // reapStaleRuns removes what builds killed without cleanup left behind:
-// their working containers (and mounts) and work directories.
-func reapStaleRuns(dir string, store *rootfs.Store) (int, error) {
+// the processes they started (hooks and tools in process groups of their
+// own outlive a SIGKILL of builder's group), their working containers (and
+// mounts) and staging files in store, their work directories and their
+// temporary outputs. A dead run of another store keeps its lock, naming
+// only that store, until a build of that store removes what it left there.
+func reapStaleRuns(dir string, store *rootfs.Store, storeDir string) (int, error) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -120,16 +158,40 @@ func reapStaleRuns(dir string, store *rootfs.Store) (int, error) {
 			continue
 		}
 		data, _ := os.ReadFile(p)
-		if store != nil {
-			if _, err := store.RemoveContainersWithPrefix("builder-" + id + "-"); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		for _, dir := range strings.Fields(string(data)) {
-			if !strings.HasPrefix(filepath.Base(dir), "builder."+id+".") {
+		rootfs.KillRun(id)
+		tag, runStore := runTag(id), ""
+		for _, line := range strings.Split(string(data), "\n") {
+			if s, ok := strings.CutPrefix(line, storeLine); ok {
+				runStore = s
 				continue
 			}
-			if err := removeAll(dir); err != nil {
+			if line == "" {
+				continue
+			}
+			if strings.HasPrefix(filepath.Base(line), tag) {
+				if err := removeRunDir(line); err != nil {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			// A directory the run wrote its outputs in.
+			outs, _ := os.ReadDir(line)
+			for _, o := range outs {
+				if strings.Contains(o.Name(), tag) {
+					if err := removeAll(filepath.Join(line, o.Name())); err != nil {
+						errs = append(errs, err)
+					}
+				}
+			}
+		}
+		if runStore != "" && runStore != storeDir {
+			_ = f.Truncate(0)
+			_, _ = f.WriteAt([]byte(storeLine+runStore+"\n"), 0)
+			f.Close()
+			continue
+		}
+		if store != nil {
+			if err := store.RemoveRun(id); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -139,6 +201,71 @@ func reapStaleRuns(dir string, store *rootfs.Store) (int, error) {
 	}
 	return n, errors.Join(errs...)
 }
+
+// markProcesses makes every process this build starts carry its run mark
+// (rootfs.KillRun finds them after a SIGKILL) and puts what builder's
+// tools write in TMPDIR into the run's work directory (removed by the next
+// build should this one be killed). It returns the function that restores
+// the environment.
+func (r *runDir) markProcesses() func() {
+	restore := func(k string) func() {
+		old, had := os.LookupEnv(k)
+		return func() {
+			if had {
+				os.Setenv(k, old)
+			} else {
+				os.Unsetenv(k)
+			}
+		}
+	}
+	mark, tmp := restore(rootfs.RunMarkVar), restore("TMPDIR")
+	os.Setenv(rootfs.RunMarkVar, rootfs.RunMark(r.ID))
+	os.Setenv("TMPDIR", r.Work)
+	return func() { mark(); tmp() }
+}
+
+// noSpace names the full disk when a build failed for room, and what to
+// do about it, in one line; other errors are returned as they are. A tool
+// that ran out of room does not always say so (tar: "Wrote only 4096 of
+// 10240 bytes"): a disk of the build with less than 1 MiB left counts too.
+func noSpace(err error, req Request) error {
+	if err == nil {
+		return err
+	}
+	enospc := errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")
+	for _, d := range []struct{ what, dir, fix string }{
+		{"the image cache", req.ImageCache, "free space there, prune the cache (builder cache prune --max-size SIZE) or lower --cache-max-size"},
+		{"the output directory", filepath.Dir(absOutput(req)), "free space there or write the image elsewhere (-o)"},
+		{"TMP_DIR", req.TmpDir, "free space there or set TMP_DIR to a larger disk"},
+		{"the scratch space", "/dev/shm", "free memory or build with --no-tmpfs"},
+	} {
+		if d.dir == "" {
+			continue
+		}
+		named := enospc && strings.Contains(err.Error(), strings.TrimSuffix(d.dir, "/")+"/")
+		var st syscall.Statfs_t
+		full := syscall.Statfs(d.dir, &st) == nil && int64(st.Bavail)*st.Bsize < 1<<20
+		if named || full {
+			return &noSpaceError{fmt.Sprintf("no space left on the disk of %s (%s): %s", d.what, d.dir, d.fix), err}
+		}
+	}
+	if enospc {
+		return &noSpaceError{"no space left on a disk the build writes to", err}
+	}
+	return err
+}
+
+// noSpaceError is a build that failed for room: what is full and what to
+// do, then the failure itself, on one line.
+type noSpaceError struct {
+	what string
+	err  error
+}
+
+func (e *noSpaceError) Error() string {
+	return e.what + "; " + strings.Join(strings.Fields(e.err.Error()), " ")
+}
+func (e *noSpaceError) Unwrap() error { return e.err }
 
 // removeAll removes a tree without ever crossing into another filesystem
 // (a leftover bind mount must not lead it into host data).
@@ -154,6 +281,25 @@ func removeAll(dir string) error {
 		return err
 	}
 	return os.RemoveAll(dir)
+}
+
+// removeRunDir removes a run's own directory. Whatever is mounted inside
+// it was mounted by the run (a bootstrap tool that failed half way leaves
+// its /dev, /proc and /sys binds): those are detached first, deepest
+// first, so neither the removal nor a later one walks into them.
+func removeRunDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(abs))
+	if err == nil && len(ms) > 0 {
+		sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
+		for _, m := range ms {
+			_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
+		}
+	}
+	return removeAll(abs)
 }
 
 // checkNoMounts refuses to delete a tree that has something mounted in it.

@@ -138,6 +138,8 @@ var Settings = []Setting{
 			r.CacheMaxBytes = n
 			return nil
 		}},
+	{Name: "sbom", Flag: "sbom", Kind: Bool, Default: "true", Help: "write NAME.spdx.json (SPDX 2.3) and NAME.d/files.json beside the outputs",
+		apply: boolInto(func(r *Request) *bool { return &r.SBOM })},
 	{Name: "break", Env: "break", Help: "DIB's break points: after-error, before-PHASE, after-PHASE (comma separated)",
 		apply: func(r *Request, v string) error {
 			b, err := parseBreaks(v)

@@ -44,7 +44,7 @@ func collectHookOutputs(final rootfs.Image, req Request) (*hookOutputs, error) {
 // names and returns the function that puts them in place (with the other
 // outputs: an existing file is kept under its date unless
 // OVERWRITE_OLD_IMAGE). Directories (NAME.d) are merged into place.
-func (h *hookOutputs) stage(outDir string, taken map[string]bool, overwrite string, stack *cleanup.Stack) (func() ([]string, error), error) {
+func (h *hookOutputs) stage(outDir string, taken map[string]bool, overwrite, runID string, stack *cleanup.Stack) (func() ([]string, error), error) {
 	type staged struct{ tmp, final string }
 	var files []staged
 	var dirs []string
@@ -67,7 +67,7 @@ func (h *hookOutputs) stage(outDir string, taken map[string]bool, overwrite stri
 			dirs = append(dirs, n)
 			continue
 		}
-		tmp := filepath.Join(outDir, fmt.Sprintf(".%s.tmp-%d", n, os.Getpid()))
+		tmp := filepath.Join(outDir, "."+n+"."+runTag(runID)+"tmp")
 		hd := stack.Push("partial output "+tmp, func() error { return removeIfExists(tmp) })
 		if err := copyOut(src, tmp); err != nil {
 			return nil, fmt.Errorf("output %s: %w", n, err)

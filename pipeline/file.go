@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -37,12 +38,18 @@ import (
 //	    variables: {DIB_IMAGE_EXTRA_SIZE: "512"}
 //	    size: 4                     # GiB; default from the content
 //	    publish: {name: "Debian 12", properties: {hw_qemu_guest_agent: "yes"}}
+//	  - name: debian-12-upstream    # downloaded, not built (source.go)
+//	    source: {url: https://cloud.example.org/debian-12.qcow2, checksums: https://cloud.example.org/SHA512SUMS}
+//	    convert: [compat=0.10]
+//	schedule:                       # groups for --group (schedule.go)
+//	  production: {clouds: [prod], publish: {smoke_test: true}}
 //
 // In publish.clouds, "env" means the OS_* variables of the environment the
 // pipeline runs in; any other name is a clouds.yaml entry.
 type File struct {
-	Defaults Defaults `yaml:"defaults"`
-	Images   []Image  `yaml:"images"`
+	Defaults Defaults          `yaml:"defaults"`
+	Images   []Image           `yaml:"images"`
+	Schedule map[string]*Group `yaml:"schedule"`
 	// Path is the file; relative paths in it are resolved against its
 	// directory, Dir.
 	Path string `yaml:"-"`
@@ -57,6 +64,9 @@ type Defaults struct {
 	Variables  map[string]string `yaml:"variables"`
 	BootTest   *BootTest         `yaml:"boot_test"`
 	Publish    *Publish          `yaml:"publish"`
+	Convert    Convert           `yaml:"convert"`
+	// CleanupOrphans: what a run removes from its clouds first.
+	CleanupOrphans *OrphanCleanup `yaml:"cleanup_orphans"`
 	// Settings are builder image's other settings, by their names in
 	// imagebuild.Settings (arch, checksum, offline, root_label,
 	// qemu_img_options, no_tmpfs, trace, ...).
@@ -73,6 +83,10 @@ type Image struct {
 	Formats   []string          `yaml:"formats"`
 	BootTest  *BootTest         `yaml:"boot_test"`
 	Publish   *Publish          `yaml:"publish"`
+	// Convert: qemu-img options for the outputs (compat=0.10 ...).
+	Convert Convert `yaml:"convert"`
+	// Source, instead of elements: the image is downloaded (source.go).
+	Source *Source `yaml:"source"`
 	// Settings: as in Defaults, for this image.
 	Settings map[string]any `yaml:",inline"`
 }
@@ -169,6 +183,11 @@ type Publish struct {
 	Rotate     string            `yaml:"rotate"`
 	Format     string            `yaml:"format"` // which output to upload; default the first
 	Properties map[string]string `yaml:"properties"`
+	// Description is a template for the description property, e.g.
+	// "Debian 12, built {{.Date}}" (publish.DescriptionData).
+	Description string `yaml:"description"`
+	// SmokeTest boots the upload in the cloud before promoting it.
+	SmokeTest *SmokeTest `yaml:"smoke_test"`
 }
 
 // diskFormats are the build's output types that are disk images Glance
@@ -206,7 +225,10 @@ func Parse(data []byte, dir string) (*File, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return nil, err
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("the file is empty: list the images under images:, each with a name and elements")
+		}
+		return nil, oneLine(err, false)
 	}
 	f.Dir = dir
 	if len(f.Images) == 0 {
@@ -231,16 +253,34 @@ func Parse(data []byte, dir string) (*File, error) {
 		if err := checkSettings(where, img.Settings); err != nil {
 			return nil, err
 		}
+		if img.Source != nil {
+			if err := f.checkSource(where, img); err != nil {
+				return nil, err
+			}
+			if err := checkPublish(f.publishFor(img), f.formats(img)); err != nil {
+				return nil, fmt.Errorf("%s: publish: %w", where, err)
+			}
+			continue
+		}
 		if len(img.Elements) == 0 {
-			return nil, fmt.Errorf("%s: no elements: give at least an operating system and vm, e.g. elements: [debian, vm]", where)
+			return nil, fmt.Errorf("%s: no elements: give at least an operating system and vm, e.g. elements: [debian, vm] (or source: the URL of an image to download)", where)
 		}
 		for k := range f.variables(img) {
 			if strings.HasPrefix(k, "OS_") {
-				return nil, fmt.Errorf("%s: variable %s: OpenStack settings do not belong in build variables (they would be recorded in the image's manifests); publish reads them from clouds.yaml or the environment", where, k)
+				return nil, fmt.Errorf("%s: variable %q: OpenStack settings do not belong in build variables (they would be recorded in the image's manifests); publish reads them from clouds.yaml or the environment", where, k)
 			}
 		}
 		if img.Size < 0 {
 			return nil, fmt.Errorf("%s: size %v: give GiB, or leave it out to size from the content", where, img.Size)
+		}
+		for _, t := range f.formats(img) {
+			if !contains(imagebuild.OutputTypes(), t) {
+				return nil, fmt.Errorf("%s: format %q: use %s", where, t, strings.Join(imagebuild.OutputTypes(), ", "))
+			}
+		}
+		// The values of its settings and variables, read as a build will.
+		if _, err := f.Request(img, nil, "", ""); err != nil {
+			return nil, err
 		}
 		if pub := f.publishFor(img); pub != nil {
 			if err := checkPublish(pub, f.formats(img)); err != nil {
@@ -248,12 +288,23 @@ func Parse(data []byte, dir string) (*File, error) {
 			}
 		}
 	}
+	if err := f.checkSchedule(); err != nil {
+		return nil, err
+	}
 	return &f, nil
 }
 
 func checkPublish(p *Publish, formats []string) error {
-	if len(p.Clouds) == 0 {
+	if p == nil || len(p.Clouds) == 0 {
 		return nil
+	}
+	if err := publish.ParseDescription(p.Description); err != nil {
+		return err
+	}
+	if st := p.SmokeTest; st != nil && st.Enabled {
+		if err := publish.CheckSmokeTest(st.SmokeTest); err != nil {
+			return err
+		}
 	}
 	if p.Visibility != "" && !contains(publish.Visibilities, p.Visibility) {
 		return fmt.Errorf("visibility %q: use one of %s", p.Visibility, strings.Join(publish.Visibilities, ", "))
@@ -273,7 +324,7 @@ func checkPublish(p *Publish, formats []string) error {
 	seen := map[string]bool{}
 	for _, c := range p.Clouds {
 		if c == "" || seen[c] {
-			return fmt.Errorf("clouds %v: names must be non-empty and unique", p.Clouds)
+			return fmt.Errorf("clouds %q: names must be non-empty and unique", p.Clouds)
 		}
 		seen[c] = true
 	}
@@ -316,40 +367,7 @@ func (f *File) bootTest(img Image) BootTest {
 // publishFor merges the image's publish settings over the defaults'; nil
 // when the image is not published anywhere.
 func (f *File) publishFor(img Image) *Publish {
-	var p Publish
-	if d := f.Defaults.Publish; d != nil {
-		p = *d
-		p.Properties = map[string]string{}
-		for k, v := range d.Properties {
-			p.Properties[k] = v
-		}
-	}
-	if o := img.Publish; o != nil {
-		if o.Name != "" {
-			p.Name = o.Name
-		}
-		if o.Clouds != nil {
-			p.Clouds = o.Clouds
-		}
-		if o.Visibility != "" {
-			p.Visibility = o.Visibility
-		}
-		if o.Keep != nil {
-			p.Keep = o.Keep
-		}
-		if o.Rotate != "" {
-			p.Rotate = o.Rotate
-		}
-		if o.Format != "" {
-			p.Format = o.Format
-		}
-		if p.Properties == nil {
-			p.Properties = map[string]string{}
-		}
-		for k, v := range o.Properties {
-			p.Properties[k] = v
-		}
-	}
+	p := *overlay(f.Defaults.Publish, img.Publish)
 	if len(p.Clouds) == 0 {
 		return nil
 	}
@@ -386,9 +404,63 @@ func strictDecode(n *yaml.Node, v any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		// The lines in err are the re-encoded node's, not the file's.
+		return fmt.Errorf("line %d: %w", n.Line, oneLine(err, true))
 	}
 	return nil
+}
+
+var (
+	fieldNotFoundRE   = regexp.MustCompile(`(?s)^(line \d+: )?field (.+) not found in type .+$`)
+	cannotUnmarshalRE = regexp.MustCompile("(?s)^(line \\d+: )?cannot unmarshal !!(\\w+)(?: `(.*)`)? into (.+)$")
+	lineRE            = regexp.MustCompile(`^line \d+: `)
+)
+
+// oneLine turns go-yaml's decoding errors, one line each under a heading
+// and in Go's words (field x not found in type pipeline.File), into one
+// line in the file's words; dropLines leaves out their line numbers.
+func oneLine(err error, dropLines bool) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	msgs := make([]string, 0, len(te.Errors))
+	for _, e := range te.Errors {
+		if m := fieldNotFoundRE.FindStringSubmatch(e); m != nil {
+			e = fmt.Sprintf("%sunknown key %q", m[1], m[2])
+		} else if m := cannotUnmarshalRE.FindStringSubmatch(e); m != nil {
+			found := map[string]string{"str": "a string", "seq": "a list", "map": "a mapping", "int": "a number",
+				"float": "a number", "bool": "true or false", "null": "nothing"}[m[2]]
+			if found == "" || m[3] != "" {
+				found = fmt.Sprintf("%q", m[3])
+			}
+			e = fmt.Sprintf("%sfound %s where %s belongs", m[1], found, goKind(m[4]))
+		}
+		if dropLines {
+			e = lineRE.ReplaceAllString(e, "")
+		}
+		msgs = append(msgs, e)
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// goKind names a Go type the way the file spells its values.
+func goKind(t string) string {
+	switch {
+	case t == "string":
+		return "a string"
+	case t == "bool" || t == "*bool":
+		return "true or false"
+	case strings.Contains(t, "int") || strings.Contains(t, "float"):
+		return "a number"
+	case t == "[]string":
+		return "a list of strings"
+	case strings.HasPrefix(t, "[]"):
+		return "a list"
+	case t == "map[string]string":
+		return "a mapping of names to strings"
+	}
+	return "a mapping"
 }
 
 func contains(list []string, s string) bool {

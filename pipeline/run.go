@@ -27,6 +27,9 @@ type Options struct {
 	OutputDir  string
 	// Only limits the run to these image names.
 	Only []string
+	// Group runs the file's schedule group of that name: its images,
+	// published to its clouds with its settings.
+	Group string
 	// StopOnFailure leaves the remaining images out after a failure.
 	StopOnFailure bool
 	// Wait waits for an image's lock held by another run instead of
@@ -51,6 +54,12 @@ type Options struct {
 // Publisher is what a cloud connection must do for the pipeline.
 type Publisher interface {
 	Publish(context.Context, *publish.LocalImage, publish.Request) (*publish.Result, error)
+}
+
+// OrphanCleaner is a Publisher that can also remove what crashed runs
+// left (publish.Cloud is one); the run asks each of its clouds first.
+type OrphanCleaner interface {
+	CleanupOrphans(context.Context, publish.CleanupRequest) (*publish.CleanupResult, error)
 }
 
 // Steps are the pipeline's moving parts.
@@ -110,11 +119,14 @@ type Published struct {
 	Visibility string `json:"visibility,omitempty"`
 	Uploaded   bool   `json:"uploaded"`
 	Error      string `json:"error,omitempty"`
+	// SmokeTest is what the smoke test in the cloud saw, when it ran.
+	SmokeTest *publish.SmokeResult `json:"smoke_test,omitempty"`
 }
 
 // Summary is the outcome of a run.
 type Summary struct {
 	File    string        `json:"file"`
+	Group   string        `json:"group,omitempty"`
 	Started time.Time     `json:"started"`
 	Seconds float64       `json:"seconds"`
 	Images  []ImageResult `json:"images"`
@@ -149,16 +161,31 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 	o.Redact.Add(env["OS_PASSWORD"], env["OS_TOKEN"], env["OS_AUTH_TOKEN"], env["OS_APPLICATION_CREDENTIAL_SECRET"])
 
 	todo := f.Images
+	var group *Group
+	if o.Group != "" {
+		g, err := f.Group(o.Group)
+		if err != nil {
+			return nil, err
+		}
+		group, todo = g, nil
+		for _, img := range f.groupImages(g) {
+			todo = append(todo, f.inGroup(img, g))
+		}
+	}
 	if len(o.Only) > 0 {
+		all := todo
 		todo = nil
 		for _, name := range o.Only {
 			found := false
-			for _, img := range f.Images {
+			for _, img := range all {
 				if img.Name == name {
 					todo, found = append(todo, img), true
 				}
 			}
 			if !found {
+				if group != nil {
+					return nil, fmt.Errorf("--only %s: no such image in group %s", name, o.Group)
+				}
 				return nil, fmt.Errorf("--only %s: no such image in the pipeline file", name)
 			}
 		}
@@ -172,7 +199,11 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 		}
 	}
 
-	sum := &Summary{File: f.Path, Started: time.Now()}
+	sum := &Summary{File: f.Path, Group: o.Group, Started: time.Now()}
+	if o.Group != "" {
+		r.say("pipeline", "group %s: %d images to %s", o.Group, len(todo), strings.Join(group.Clouds, ", "))
+	}
+	r.cleanupOrphans(ctx, todo)
 	stop := false
 	for _, img := range todo {
 		if stop || ctx.Err() != nil {
@@ -231,13 +262,23 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 
 	if r.o.DryRun {
 		res.Result = DryRun
-		r.say(img.Name, "would build %s (%s) into %s.{%s}", strings.Join(img.Elements, " "), sizeText(img.Size), out, strings.Join(formats, ","))
+		if img.Source != nil {
+			r.say(img.Name, "would download %s (verified by %s) into %s.{%s}%s", img.Source.URL, verifiedBy(img.Source), out, strings.Join(formats, ","), convertText(r.f.convert(img)))
+		} else {
+			r.say(img.Name, "would build %s (%s) into %s.{%s}%s", strings.Join(img.Elements, " "), sizeText(img.Size), out, strings.Join(formats, ","), convertText(r.f.convert(img)))
+		}
 		if bootCfg.Enabled {
 			r.say(img.Name, "would boot-test it (firmware %s)", orDefault(bootCfg.Firmware, "from the disk"))
 		}
 		if pub != nil {
 			r.say(img.Name, "would publish %s.%s as %q to %s (visibility %s, rotate %s, keep %s)", out, pub.Format, pub.Name,
 				strings.Join(pub.Clouds, ", "), orDefault(pub.Visibility, "public"), orDefault(pub.Rotate, "private"), keepText(pub.Keep))
+			if pub.SmokeTest != nil && pub.SmokeTest.Enabled {
+				r.say(img.Name, "would smoke-test it in each cloud before promoting it (flavor %s)", orDefault(pub.SmokeTest.Flavor, "the smallest that fits"))
+			}
+			if pub.Description != "" {
+				r.say(img.Name, "would describe it as %q", pub.Description)
+			}
 		}
 		return res
 	}
@@ -262,38 +303,57 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 	}
 	defer lock.Unlock()
 
-	// Build.
-	r.say(img.Name, "build: %s", strings.Join(img.Elements, " "))
-	req, err := r.f.Request(img, r.o.Environ, r.cache, out)
-	if err != nil {
-		res.Build = Failed
-		return fail("build", err)
-	}
-	req.Verbose = r.o.Verbose
-	for k, v := range req.Env {
-		// Build variables end up in the image's manifests (and hooks
-		// see them): a cloud credential must never be one.
-		if r.o.Redact.String(v) != v {
+	// Build, or download.
+	var src source
+	tmpDir := ""
+	if img.Source != nil {
+		r.say(img.Name, "download: %s", img.Source.URL)
+		outputs, digest, err := r.fetchSource(ctx, img, r.f.convert(img), out, &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu})
+		if err != nil {
 			res.Build = Failed
-			return fail("build", fmt.Errorf("variable %s holds a cloud credential, which would be recorded in the image and its manifests: remove it from the variables", k))
+			return fail("download", err)
 		}
+		res.Build = OK
+		res.Outputs = outputs
+		src = source{url: img.Source.URL, digest: digest.String()}
+	} else {
+		r.say(img.Name, "build: %s", strings.Join(img.Elements, " "))
+		req, err := r.f.Request(img, r.o.Environ, r.cache, out)
+		if err != nil {
+			res.Build = Failed
+			return fail("build", err)
+		}
+		req.Verbose = r.o.Verbose
+		for k, v := range req.Env {
+			// Build variables end up in the image's manifests (and hooks
+			// see them): a cloud credential must never be one.
+			if r.o.Redact.String(v) != v {
+				res.Build = Failed
+				return fail("build", fmt.Errorf("variable %s holds a cloud credential, which would be recorded in the image and its manifests: remove it from the variables", k))
+			}
+		}
+		req.Out = &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu}
+		built, err := r.steps.Build(ctx, req)
+		if err != nil {
+			res.Build = Failed
+			return fail("build", err)
+		}
+		res.Build = OK
+		res.Outputs = built.Outputs
+		tmpDir = req.TmpDir
 	}
-	req.Out = &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu}
-	built, err := r.steps.Build(ctx, req)
-	if err != nil {
-		res.Build = Failed
-		return fail("build", err)
-	}
-	res.Build = OK
-	res.Outputs = built.Outputs
 	buildDate := time.Now()
+	if img.Source != nil {
+		// Its date is the download's, which the outputs carry.
+		buildDate = time.Time{}
+	}
 
 	// The file to test and publish.
 	target := out + "." + formats[0]
 	if pub != nil {
 		target = out + "." + pub.Format
 	}
-	li, warnings, err := r.steps.Inspect(ctx, target, publish.InspectOptions{TempDir: req.TmpDir})
+	li, warnings, err := r.steps.Inspect(ctx, target, publish.InspectOptions{TempDir: tmpDir})
 	if err != nil {
 		res.Build = Failed
 		return fail("build", fmt.Errorf("the output is not a usable image: %w", err))
@@ -332,9 +392,9 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 	var errs []string
 	for _, cloud := range pub.Clouds {
 		p := Published{Cloud: cloud, Name: pub.Name}
-		pr, err := r.publish(ctx, img, pub, cloud, li, buildDate)
+		pr, err := r.publish(ctx, img, pub, cloud, li, buildDate, src)
 		if pr != nil {
-			p.ImageID, p.Visibility, p.Uploaded = pr.ImageID, pr.Visibility, pr.Uploaded
+			p.ImageID, p.Visibility, p.Uploaded, p.SmokeTest = pr.ImageID, pr.Visibility, pr.Uploaded, pr.SmokeTest
 		}
 		if err != nil {
 			p.Error = r.o.Redact.String(err.Error())
@@ -354,7 +414,7 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 	return res
 }
 
-func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud string, li *publish.LocalImage, date time.Time) (*publish.Result, error) {
+func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud string, li *publish.LocalImage, date time.Time, src source) (*publish.Result, error) {
 	cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
 	if cloud != EnvCloud {
 		cr.Cloud = cloud
@@ -368,15 +428,23 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 	if pub.Keep != nil {
 		keep = *pub.Keep
 	}
+	var smoke *publish.SmokeTest
+	if st := pub.SmokeTest; st != nil && st.Enabled {
+		s := st.SmokeTest
+		smoke = &s
+	}
 	return c.Publish(ctx, li, publish.Request{
-		Name:       pub.Name,
-		Visibility: pub.Visibility,
-		Rotate:     pub.Rotate,
-		Keep:       keep,
-		Properties: pub.Properties,
+		Description: pub.Description,
+		SmokeTest:   smoke,
+		Name:        pub.Name,
+		Visibility:  pub.Visibility,
+		Rotate:      pub.Rotate,
+		Keep:        keep,
+		Properties:  pub.Properties,
 		// The elements as listed: what the user wrote identifies the image
 		// (the build adds their dependencies).
-		Meta:    publish.Metadata{Elements: img.Elements, BuildDate: date, BuilderVersion: version.Version()},
+		Meta: publish.Metadata{Elements: img.Elements, BuildDate: date, BuilderVersion: version.Version(),
+			Source: src.url, SourceDigest: src.digest},
 		LockDir: workspace.New(r.cache).PublishLocks(),
 		Out:     &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu},
 	})
@@ -409,6 +477,13 @@ func (f *File) Request(img Image, environ []string, cache, out string) (imagebui
 	values["formats"] = strings.Join(f.formats(img), ",")
 	if len(img.Packages) > 0 {
 		values["packages"] = strings.Join(img.Packages, ",")
+	}
+	if c := f.convert(img); len(c) > 0 {
+		// convert is the pipeline's name for qemu_img_options.
+		if _, ok := values["qemu_img_options"]; ok {
+			return imagebuild.Request{}, fmt.Errorf("image %q: convert and qemu_img_options both set qemu-img's options: keep one", img.Name)
+		}
+		values["qemu_img_options"] = c.String()
 	}
 	values["output"] = out
 	values["image_cache"] = cache
@@ -477,4 +552,75 @@ func firstOf(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// source is where a downloaded image came from, for its properties.
+type source struct{ url, digest string }
+
+// cleanupOrphans rids each cloud the run publishes to of what crashed runs
+// left (temporary uploads, smoke-test servers), before anything is built.
+// A cloud it cannot reach is only noted: its publishes will say why.
+func (r *runner) cleanupOrphans(ctx context.Context, todo []Image) {
+	age := r.f.orphanAge()
+	var clouds []string
+	for _, img := range todo {
+		if p := r.f.publishFor(img); p != nil {
+			for _, c := range p.Clouds {
+				if !contains(clouds, c) {
+					clouds = append(clouds, c)
+				}
+			}
+		}
+	}
+	if age == 0 || len(clouds) == 0 {
+		return
+	}
+	for _, cloud := range clouds {
+		if r.o.DryRun {
+			r.say("pipeline", "would remove from %s the temporary uploads and smoke-test servers older than %s that crashed runs left", cloud, age)
+			continue
+		}
+		cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
+		if cloud != EnvCloud {
+			cr.Cloud = cloud
+		}
+		c, err := r.steps.Connect(ctx, cr)
+		if err != nil {
+			r.say("pipeline", "cleanup of %s skipped: %v", cloud, r.o.Redact.Error(err))
+			continue
+		}
+		oc, ok := c.(OrphanCleaner)
+		if !ok {
+			continue
+		}
+		res, err := oc.CleanupOrphans(ctx, publish.CleanupRequest{OlderThan: age, Out: &prefixWriter{w: r.o.Out, prefix: "[pipeline] " + cloud + ": ", mu: &r.mu}})
+		if err != nil {
+			r.say("pipeline", "cleanup of %s failed: %v", cloud, r.o.Redact.Error(err))
+			continue
+		}
+		n := 0
+		for _, ch := range res.Changes {
+			if strings.HasPrefix(ch.Action, "delete-orphan") {
+				n++
+			}
+		}
+		r.say("pipeline", "cleanup of %s: removed %d leftovers of crashed runs older than %s", cloud, n, age)
+	}
+}
+
+func verifiedBy(s *Source) string {
+	switch {
+	case s.Checksum != "":
+		return "checksum " + s.Checksum
+	case s.Signature != "" || s.Keyring != "":
+		return "the signed checksums file " + s.Checksums
+	}
+	return "the checksums file " + s.Checksums
+}
+
+func convertText(c Convert) string {
+	if len(c) == 0 {
+		return ""
+	}
+	return " with qemu-img options " + c.String()
 }

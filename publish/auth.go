@@ -44,6 +44,13 @@ func EnvMap(environ []string) map[string]string {
 	return m
 }
 
+// ConfigError is credentials that are missing or incomplete, found before
+// any cloud was asked: the command reports it as a usage error.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 // Cloud is an authenticated connection to one cloud's image service.
 type Cloud struct {
 	// Label names the cloud in messages: the clouds.yaml entry, or the
@@ -101,14 +108,14 @@ func connect(ctx context.Context, cr Credentials, env map[string]string, cloudNa
 	token := firstOf(env["OS_TOKEN"], env["OS_AUTH_TOKEN"])
 	hc, err := httpClient(env["OS_CACERT"], isTrue(env["OS_INSECURE"]))
 	if err != nil {
-		return nil, err
+		return nil, &ConfigError{err}
 	}
 	switch {
 	case authType == "none" || authType == "noauth":
 		// A Glance with no authentication (paste flavor without keystone):
 		// there is no catalog, the endpoint must be given.
 		if imageURL == "" {
-			return nil, errors.New("OS_AUTH_TYPE=none needs the Glance endpoint: set OS_IMAGE_URL (e.g. http://127.0.0.1:9292)")
+			return nil, &ConfigError{errors.New("OS_AUTH_TYPE=none needs the Glance endpoint: set OS_IMAGE_URL (e.g. http://127.0.0.1:9292)")}
 		}
 		return directClient(imageURL, firstOf(token, "noauth"), hc, "Glance at "+imageURL+" (no authentication)")
 	case env["OS_PASSWORD"] == "" && env["OS_APPLICATION_CREDENTIAL_SECRET"] == "" && token != "" && imageURL != "":
@@ -117,7 +124,7 @@ func connect(ctx context.Context, cr Credentials, env map[string]string, cloudNa
 		// know it to touch only that project's images.
 		project := firstOf(env["OS_PROJECT_ID"], env["OS_TENANT_ID"])
 		if project == "" {
-			return nil, errors.New("OS_TOKEN with OS_IMAGE_URL needs OS_PROJECT_ID (the project the token is scoped to): publish only touches that project's images")
+			return nil, &ConfigError{errors.New("OS_TOKEN with OS_IMAGE_URL needs OS_PROJECT_ID (the project the token is scoped to): publish only touches that project's images")}
 		}
 		c, err := directClient(imageURL, token, hc, "Glance at "+imageURL+" (token, project "+project+")")
 		if err != nil {
@@ -127,7 +134,7 @@ func connect(ctx context.Context, cr Credentials, env map[string]string, cloudNa
 		return c, nil
 	}
 	if env["OS_AUTH_URL"] == "" {
-		return nil, errors.New("no OpenStack credentials: source an openrc file (OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME, ...) or pass --os-cloud NAME to use clouds.yaml")
+		return nil, &ConfigError{errors.New("no OpenStack credentials: source an openrc file (OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME, ...) or pass --os-cloud NAME to use clouds.yaml")}
 	}
 	ao := gophercloud.AuthOptions{
 		IdentityEndpoint:            env["OS_AUTH_URL"],
@@ -143,7 +150,7 @@ func connect(ctx context.Context, cr Credentials, env map[string]string, cloudNa
 		TokenID:                     token,
 	}
 	if ao.Password == "" && ao.ApplicationCredentialSecret == "" && ao.TokenID == "" {
-		return nil, fmt.Errorf("OS_AUTH_URL is set but there is no OS_PASSWORD, OS_APPLICATION_CREDENTIAL_SECRET or OS_TOKEN: source the complete openrc file")
+		return nil, &ConfigError{errors.New("OS_AUTH_URL is set but there is no OS_PASSWORD, OS_APPLICATION_CREDENTIAL_SECRET or OS_TOKEN: source the complete openrc file")}
 	}
 	// The project domain may differ from the user's (openrc files set both).
 	project := firstOf(env["OS_PROJECT_NAME"], env["OS_TENANT_NAME"])
@@ -175,11 +182,11 @@ func connectCloudsYAML(ctx context.Context, env map[string]string, name string, 
 	}
 	ao, eo, tlsConf, err := clouds.Parse(opts...)
 	if err != nil {
-		return nil, fmt.Errorf("cloud %q: %w (define it in clouds.yaml: ./clouds.yaml, ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)", name, err)
+		return nil, &ConfigError{fmt.Errorf("cloud %q: %w (define it in clouds.yaml: ./clouds.yaml, ~/.config/openstack/clouds.yaml, /etc/openstack/clouds.yaml, or OS_CLIENT_CONFIG_FILE)", name, err)}
 	}
 	red.Add(ao.Password, ao.TokenID, ao.ApplicationCredentialSecret, ao.Passcode)
 	if ao.IdentityEndpoint == "" {
-		return nil, fmt.Errorf("cloud %q in clouds.yaml has no auth.auth_url: builder needs Keystone for clouds.yaml entries (for a Glance without authentication use OS_AUTH_TYPE=none and OS_IMAGE_URL)", name)
+		return nil, &ConfigError{fmt.Errorf("cloud %q in clouds.yaml has no auth.auth_url: builder needs Keystone for clouds.yaml entries (for a Glance without authentication use OS_AUTH_TYPE=none and OS_IMAGE_URL)", name)}
 	}
 	hc := &http.Client{}
 	if tlsConf != nil {
@@ -262,7 +269,7 @@ func httpClient(cacert string, insecure bool) (*http.Client, error) {
 	if cacert != "" {
 		pem, err := os.ReadFile(cacert)
 		if err != nil {
-			return nil, fmt.Errorf("OS_CACERT: %w", err)
+			return nil, fmt.Errorf("OS_CACERT: %w; point it at the cloud's CA certificate (PEM)", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {

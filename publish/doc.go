@@ -13,6 +13,10 @@
 //  3. Upload under a temporary private name, wait until active, compare
 //     Glance's recorded hash (os_hash_value, else the md5 checksum) and
 //     size with the file, set the properties: state "verified".
+//     With Request.SmokeTest the upload, still private, then boots as a
+//     server in the cloud's Nova: ACTIVE and a console log that shows the
+//     guest up, then the server is deleted; a failure removes the upload
+//     and nothing is promoted.
 //  4. Promote: one PATCH gives the new image the name, the visibility and
 //     state "current". The old images still have the name at that moment.
 //  5. Rotate: the old images become private (or get their date in their
@@ -24,4 +28,6 @@
 // unfinished upload is deleted, a verified upload of the same file is
 // promoted instead of uploaded again, a promotion whose rotation did not
 // happen is finished. A rerun over a finished publish changes nothing.
+// CleanupOrphans removes, across names, the temporary uploads and
+// smoke-test servers of runs that died, once older than a bound.
 package publish

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack/image/v2/images"
@@ -34,6 +35,8 @@ const (
 	PropBuildDate  = "builder_build_date"
 	PropElements   = "builder_elements"
 	PropVersion    = "builder_version"
+	PropSource     = "builder_source"        // the URL a downloaded image came from
+	PropSourceSum  = "builder_source_digest" // its verified digest, "sha512:HEX"
 )
 
 // Values of PropState, in the order an image goes through them.
@@ -62,6 +65,9 @@ type Metadata struct {
 	Elements            []string
 	BuildDate           time.Time
 	BuilderVersion      string
+	// Source and SourceDigest: where a downloaded (not built) image came
+	// from and the digest it was verified against.
+	Source, SourceDigest string
 }
 
 // Request is one publish of a local image under a public name.
@@ -81,6 +87,13 @@ type Request struct {
 	// and min_ram set those attributes.
 	Properties map[string]string
 	Meta       Metadata
+	// Description, when set, is a text/template for the image's
+	// description property, with DescriptionData (e.g. "Debian 12, built
+	// {{.Date}}").
+	Description string
+	// SmokeTest, when set, boots the upload as a server in the cloud's
+	// Nova before it is promoted; a failure blocks the promotion.
+	SmokeTest *SmokeTest
 	// DryRun reports what would change and changes nothing.
 	DryRun bool
 	// ActiveTimeout bounds the wait for Glance to mark the upload active
@@ -124,6 +137,8 @@ type Result struct {
 	DryRun     bool     `json:"dry_run"`
 	Changes    []Change `json:"changes"`
 	Warnings   []string `json:"warnings,omitempty"`
+	// SmokeTest is what the smoke test in Nova saw, when it ran.
+	SmokeTest *SmokeResult `json:"smoke_test,omitempty"`
 }
 
 // reserved are Glance's own attributes: they cannot be set as properties.
@@ -135,9 +150,13 @@ var reserved = map[string]bool{
 	"disk_format": true, "stores": true,
 }
 
+// Validate checks the request and fills in its defaults, before anything
+// is read or sent: the command reports its error as a usage error.
+func (r *Request) Validate() error { return r.validate() }
+
 func (r *Request) validate() error {
-	if strings.TrimSpace(r.Name) == "" || strings.TrimSpace(r.Name) != r.Name || len(r.Name) > 200 {
-		return fmt.Errorf("image name %q: give a non-empty name without leading or trailing spaces (at most 200 characters)", r.Name)
+	if strings.TrimSpace(r.Name) == "" || strings.TrimSpace(r.Name) != r.Name || len(r.Name) > 200 || strings.IndexFunc(r.Name, unicode.IsControl) >= 0 {
+		return fmt.Errorf("image name %q: give a non-empty name on one line, without leading or trailing spaces (at most 200 characters)", r.Name)
 	}
 	if r.Visibility == "" {
 		r.Visibility = "public"
@@ -153,6 +172,16 @@ func (r *Request) validate() error {
 	}
 	if r.Keep < 0 {
 		return fmt.Errorf("keep %d: give the number of versions to keep (0 keeps all)", r.Keep)
+	}
+	if err := ParseDescription(r.Description); err != nil {
+		return err
+	}
+	if r.SmokeTest != nil {
+		st := *r.SmokeTest
+		if err := st.check(); err != nil {
+			return err
+		}
+		r.SmokeTest = &st
 	}
 	for k, v := range r.Properties {
 		switch {
@@ -194,6 +223,7 @@ type publisher struct {
 	res   *Result
 	run   string // this run's id
 	owner string
+	desc  string // the description, rendered
 }
 
 func (p *publisher) say(format string, args ...any) {
@@ -237,6 +267,15 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 			err = c.Redact.Error(err)
 		}
 	}()
+	if req.SmokeTest != nil {
+		// Before anything is uploaded: a cloud without Nova cannot test.
+		if err := c.RequireCompute(); err != nil {
+			return nil, err
+		}
+	}
+	if p.desc, err = RenderDescription(req.Description, p.descriptionData()); err != nil {
+		return nil, err
+	}
 
 	if req.LockDir != "" {
 		// The lock is the cloud's, however this command names it (a
@@ -305,11 +344,27 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 		}
 	}
 
-	// 3. Promote: the new image takes the name (the old ones still have it).
 	newID := "" // in a dry run the new image does not exist
 	if newImg != nil {
 		newID = newImg.ID
 	}
+
+	// 2b. The smoke test in the cloud: the upload, still private, boots
+	// as a server before it may take the name.
+	if req.SmokeTest != nil && rec.current == nil {
+		if newImg != nil && prop(*newImg, PropSmoke) != "" {
+			p.record(Change{Action: "smoke-test", ImageID: newID, ImageName: newImg.Name, Detail: "passed already: " + prop(*newImg, PropSmoke)})
+		} else {
+			p.record(Change{Action: "smoke-test", ImageID: newID, ImageName: orDash(imageName(newImg)), Detail: "boot it as a server in Nova before promoting it"})
+			if !req.DryRun {
+				if newImg, err = p.runSmokeTest(ctx, newImg); err != nil {
+					return p.res, err
+				}
+			}
+		}
+	}
+
+	// 3. Promote: the new image takes the name (the old ones still have it).
 	p.record(Change{Action: "promote", ImageID: newID, ImageName: req.Name, Detail: "visibility " + req.Visibility})
 	if !req.DryRun {
 		if newImg, err = p.promote(ctx, newImg); err != nil {
@@ -664,6 +719,9 @@ func (p *publisher) properties() map[string]string {
 	set(PropBuildDate, date.UTC().Format(time.RFC3339))
 	set(PropElements, strings.Join(p.req.Meta.Elements, " "))
 	set(PropVersion, p.req.Meta.BuilderVersion)
+	set(PropSource, p.req.Meta.Source)
+	set(PropSourceSum, p.req.Meta.SourceDigest)
+	set("description", p.desc)
 	for k, v := range p.req.Properties {
 		m[k] = v
 	}

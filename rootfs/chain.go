@@ -284,6 +284,9 @@ func (s *Store) runOne(ctx context.Context, cur Image, st Step, idx int, o Chain
 // and, when it wrote outputs, where they are kept. ok is false when the
 // outputs are gone (the step must run again).
 func (s *Store) cached(parent Image, name, key string) (Image, bool) {
+	if !s.imageHas(name, completeBigData) {
+		return Image{}, false
+	}
 	img := Image{Name: name, Key: key, Mounts: s.imageMounts(name), Outputs: parent.Outputs}
 	if s.imageHas(name, outputsBigData) {
 		dir := s.OutputsDir(key)
@@ -312,6 +315,12 @@ func (s *Store) OutputsDir(key string) string {
 
 // outputsStamp marks a complete copy of a step's outputs.
 const outputsStamp = ".builder-complete"
+
+// completeBigData is set on a step's image after everything else about it
+// (its mounts, its outputs): the commit names the image before builder
+// records those, so an image without it is a step whose build was killed
+// in between, and is made again rather than used.
+const completeBigData = "builder-complete"
 
 // imageMounts reads the mounts a committed step left in the tree.
 func (s *Store) imageMounts(name string) []Mount {
@@ -460,7 +469,7 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 		// Kept before the commit: an image that says it has outputs
 		// always has them complete.
 		dir := s.OutputsDir(key)
-		if err = keepOutputs(st.Dir, dir); err != nil {
+		if err = keepOutputs(st.Dir, dir, o.RunID); err != nil {
 			return Image{}, false, fmt.Errorf("step %s: keep its outputs: %w", st.Name, err)
 		}
 		outputs = append(append([]string(nil), from.Outputs...), dir)
@@ -479,6 +488,9 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 		if err = s.st.SetImageBigData(id, outputsBigData, []byte("1"), nil); err != nil {
 			return Image{}, false, fmt.Errorf("step %s: record its outputs: %w", st.Name, err)
 		}
+	}
+	if err = s.st.SetImageBigData(id, completeBigData, []byte("1"), nil); err != nil {
+		return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
 	}
 	return Image{Name: name, Key: key, Mounts: mounts, Outputs: outputs}, false, nil
 }
@@ -592,6 +604,12 @@ func runOutsideCapture(ctx context.Context, st Step, root string, out io.Writer,
 	args = append(args, st.Command...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(append([]string(nil), st.Env...), "TARGET_ROOT="+target, "TMP_MOUNT_PATH="+target)
+	// The hook runs in a process group of its own, which a kill of
+	// builder's group does not reach: the build's mark lets the next build
+	// find and stop it (KillRun).
+	if m := os.Getenv(RunMarkVar); m != "" {
+		cmd.Env = append(cmd.Env, RunMarkVar+"="+m)
+	}
 	cmd.Dir = st.Dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Stdin = stdin

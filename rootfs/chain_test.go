@@ -202,7 +202,7 @@ func TestCancelStopsHookProcesses(t *testing.T) {
 	if err := stack.Run(); err != nil {
 		t.Fatal(err)
 	}
-	if procs := markedProcesses(); len(procs) > 0 {
+	if procs := markedProcesses("t3"); len(procs) > 0 {
 		t.Errorf("hook processes still running: %v", procs)
 	}
 }
@@ -221,12 +221,14 @@ func (w *notifyWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func markedProcesses() []string {
+// markedProcesses lists the processes that carry the mark of run runID
+// (other builds on the machine carry their own).
+func markedProcesses(runID string) []string {
 	var out []string
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-		if err == nil && bytes.Contains(env, []byte("BUILDER_RUN_MARK=")) {
+		if err == nil && bytes.Contains(env, []byte(RunMarkVar+"="+RunMark(runID)+"-")) {
 			out = append(out, e.Name())
 		}
 	}

@@ -177,7 +177,9 @@ func (c *Container) Run(ctx context.Context, spec RunSpec) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	marker := fmt.Sprintf("BUILDER_RUN_MARK=%d-%d", os.Getpid(), time.Now().UnixNano())
+	// The container's name holds the run's ID: KillRun finds the hook's
+	// processes by it should this build be killed outright.
+	marker := fmt.Sprintf("%s=%s-%d", RunMarkVar, c.Name(), time.Now().UnixNano())
 	mounts := make([]specs.Mount, 0, len(spec.Mounts))
 	for _, m := range spec.Mounts {
 		opt := "rw"
@@ -242,6 +244,36 @@ func (c *Container) Run(ctx context.Context, spec RunSpec) error {
 // none is left: hooks may fork, and chroot isolation shares our PID space.
 func killMarked(marker string) {
 	needle := []byte(marker + "\x00")
+	killWhere(func(env []byte) bool { return bytes.Contains(append(env, 0), needle) })
+}
+
+// RunMarkVar marks the processes of a build: builder sets it to
+// RunMark(run ID) in its own environment (its tools inherit it) and in the
+// environment of outside hooks, and inside hooks carry it with their
+// container's name (builder-<run ID>-...).
+const RunMarkVar = "BUILDER_RUN_MARK"
+
+// RunMark is the value of RunMarkVar for a run.
+func RunMark(runID string) string { return "builder-" + runID }
+
+// KillRun kills every process that carries the mark of run runID: what a
+// build killed outright (SIGKILL) left running, the hooks and tools it had
+// started in process groups of their own.
+func KillRun(runID string) {
+	needle := []byte(RunMarkVar + "=" + RunMark(runID))
+	killWhere(func(env []byte) bool {
+		for _, kv := range bytes.Split(env, []byte{0}) {
+			if bytes.HasPrefix(kv, needle) && (len(kv) == len(needle) || kv[len(needle)] == '-') {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// killWhere kills, until none is left, every process (but this one) whose
+// environment match accepts.
+func killWhere(match func(env []byte) bool) {
 	for round := 0; round < 50; round++ {
 		found := false
 		ents, _ := os.ReadDir("/proc")
@@ -251,7 +283,7 @@ func killMarked(marker string) {
 				continue
 			}
 			env, err := os.ReadFile(filepath.Join("/proc", e.Name(), "environ"))
-			if err != nil || !bytes.Contains(append(env, 0), needle) {
+			if err != nil || !match(env) {
 				continue
 			}
 			found = true

@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,9 @@ type HookError struct {
 	ExitCode               int
 	Tail                   []string
 	Log                    string
+	// ReadOnly is a host path an outside hook could not write because it
+	// is outside what outside hooks may change (found in its output).
+	ReadOnly string
 }
 
 func (e *HookError) Error() string {
@@ -66,7 +70,24 @@ func (e *HookError) Error() string {
 	if e.Script == "" {
 		msg = fmt.Sprintf("phase %s failed with exit code %d before any hook ran (environment.d?)", e.Phase, e.ExitCode)
 	}
+	if e.ReadOnly != "" {
+		msg += fmt.Sprintf(": it wrote to %s, outside its target; outside hooks may change only $TARGET_ROOT, $TMP_BUILD_DIR and the image cache, so write there", e.ReadOnly)
+	}
 	return msg
+}
+
+// readOnlyRE finds the path in a "Read-only file system" complaint
+// (touch: cannot touch '/x': ..., bash: /x: ..., mkdir: ... '/x': ...).
+var readOnlyRE = regexp.MustCompile(`['"]?(/[^'":]*)['"]?: Read-only file system`)
+
+// readOnlyPath is the first path the tail says was read-only.
+func readOnlyPath(tail []string) string {
+	for _, l := range tail {
+		if m := readOnlyRE.FindStringSubmatch(l); m != nil {
+			return m[1]
+		}
+	}
+	return ""
 }
 
 // PhaseRun describes one phase's hooks to turn into a Step.
@@ -142,6 +163,10 @@ func PhaseStep(p PhaseRun) Step {
 			return fmt.Errorf("phase %s: %w", p.Phase, err)
 		}
 		he := &HookError{Phase: p.Phase, ExitCode: ee.Code, Tail: out.tail()}
+		if !p.Inside {
+			// The sandbox (outside.sh) keeps the rest of the host read-only.
+			he.ReadOnly = readOnlyPath(he.Tail)
+		}
 		if out.current != "" {
 			he.Script = out.current
 			he.Element = out.elements[out.current]

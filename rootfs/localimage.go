@@ -264,7 +264,7 @@ func findRootFilesystem(ctx context.Context, raw string) (rootPart, error) {
 		}
 	}
 	if bestSize < 0 {
-		return rootPart{}, errors.New("no Linux root filesystem (ext4, xfs, btrfs) found in it")
+		return rootPart{}, errors.New("no Linux root filesystem (ext4, xfs, btrfs) found in it: point DIB_LOCAL_IMAGE at a cloud image (qcow2 or raw), a rootfs tarball or an OCI archive")
 	}
 	return best, nil
 }

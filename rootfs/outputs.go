@@ -16,8 +16,10 @@ import (
 // keepOutputs copies a step's outputs from its working directory into dst
 // (the cache), completely or not at all: a temporary directory, a stamp
 // written last, then a rename. When another build kept the same outputs
-// first, its copy is used.
-func keepOutputs(src, dst string) error {
+// first, its copy is used. The temporary directory is named after the run
+// (runID), so that a build killed while copying has it removed by the next
+// one (Store.RemoveRun).
+func keepOutputs(src, dst, runID string) error {
 	if _, err := os.Stat(filepath.Join(dst, outputsStamp)); err == nil {
 		return nil
 	}
@@ -26,7 +28,7 @@ func keepOutputs(src, dst string) error {
 	}
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
-	tmp := dst + ".tmp-" + hex.EncodeToString(b)
+	tmp := dst + runTemp(runID) + hex.EncodeToString(b)
 	if err := copyTree(src, tmp); err != nil {
 		os.RemoveAll(tmp)
 		return err
@@ -56,6 +58,10 @@ func keepOutputs(src, dst string) error {
 	}
 	return nil
 }
+
+// runTemp is the part of a temporary file's name that says which run
+// made it.
+func runTemp(runID string) string { return ".builder." + runID + ".tmp-" }
 
 // copyTree copies regular files, directories and symlinks with their
 // modes; hard links are used where the filesystem allows.

@@ -67,8 +67,13 @@ func emptyResolvConf(root string) error {
 
 // SaveResolvConf is DIB's step after root.d: the tree's resolv.conf
 // becomes resolv.conf.ORIG and an empty regular file takes its place
-// (filled with the host's for each step).
+// (filled with the host's for each step). It also does what DIB's
+// operating-system root.d hook does with /.extra_settings: reads it (the
+// base must be what it asks for) and removes it (extrasettings.go).
 func SaveResolvConf(_ context.Context, root string) error {
+	if err := applyExtraSettings(root); err != nil {
+		return err
+	}
 	p := filepath.Join(root, resolvConf)
 	if _, err := os.Lstat(p); err == nil {
 		if err := os.Rename(p, filepath.Join(root, resolvConfOrig)); err != nil {

@@ -30,6 +30,10 @@ type StoreOptions struct {
 	// Driver is "overlay", "fuse-overlayfs", "vfs" or "" to pick the
 	// first that works.
 	Driver string
+	// RunID, for a build, names its own directory for the blobs commits
+	// stage, so that a build killed while committing has it removed by
+	// the next one (RemoveRun).
+	RunID string
 }
 
 // Store is builder's own container store with zero host configuration:
@@ -39,6 +43,7 @@ type Store struct {
 	sc     *types.SystemContext
 	driver string
 	dir    string
+	runTmp string // this run's own staging directory, removed at Close
 }
 
 // OpenStore opens (creating if needed) the store under opts.Dir.
@@ -59,7 +64,11 @@ func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 	if err := writeIfDifferent(registries, []byte("# builder: no unqualified-search registries; names are fully qualified\n")); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	tmp := filepath.Join(opts.Dir, "tmp")
+	tmp, runTmp := filepath.Join(opts.Dir, "tmp"), ""
+	if opts.RunID != "" {
+		tmp = filepath.Join(tmp, "builder."+opts.RunID+".commit")
+		runTmp = tmp
+	}
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -80,6 +89,7 @@ func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 			st:     st,
 			driver: d.label,
 			dir:    opts.Dir,
+			runTmp: runTmp,
 			sc: &types.SystemContext{
 				SignaturePolicyPath:      policy,
 				SystemRegistriesConfPath: registries,
@@ -141,6 +151,9 @@ func (s *Store) Driver() string { return s.driver }
 
 // Close releases the store. Mounts made through it are released first.
 func (s *Store) Close() error {
+	if s.runTmp != "" {
+		os.RemoveAll(s.runTmp)
+	}
 	_, err := s.st.Shutdown(false)
 	// Other builds may share the store and have layers mounted; ours were
 	// released before Close.
@@ -223,6 +236,21 @@ func (s *Store) RemoveContainersWithPrefix(prefix string) (int, error) {
 		n++
 	}
 	return n, errors.Join(errs...)
+}
+
+// RemoveRun removes what run runID, killed outright, left in the store:
+// its working containers (and their mounts), the blobs its commits were
+// staging, and the step outputs it was copying in.
+func (s *Store) RemoveRun(runID string) error {
+	_, err := s.RemoveContainersWithPrefix("builder-" + runID + "-")
+	left, _ := filepath.Glob(filepath.Join(s.dir, "tmp", "builder."+runID+".*"))
+	outs, _ := filepath.Glob(filepath.Join(s.dir, "step-outputs", "*"+runTemp(runID)+"*"))
+	for _, p := range append(left, outs...) {
+		if rerr := os.RemoveAll(p); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
 }
 
 // ContainerNames lists working containers (for leak checks in tests).

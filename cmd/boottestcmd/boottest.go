@@ -241,6 +241,17 @@ func Run(ctx context.Context, opts *Options) error {
 	} else if st.IsDir() {
 		return usage("image %s is a directory: pass the disk image file inside it", opts.Image)
 	}
+	// The library reads zero as "the default"; a negative value is a typo.
+	switch {
+	case opts.Timeout < 0:
+		return usage("--timeout %s is negative: give a duration such as 15m", opts.Timeout)
+	case opts.KVMProbe < 0:
+		return usage("--kvm-probe %s is negative: give a duration such as 20s", opts.KVMProbe)
+	case opts.Memory < 0:
+		return usage("--memory %d is negative: give MiB, e.g. --memory 2048", opts.Memory)
+	case opts.CPUs < 0:
+		return usage("--cpus %d is negative: give a number of vCPUs, or leave it out", opts.CPUs)
+	}
 	grow, err := ParseSize(opts.Grow)
 	if err != nil {
 		return usage("--grow %q: %v (use e.g. 2G, 512M or 0)", opts.Grow, err)

@@ -176,9 +176,11 @@ func TestRunNonBootableDisk(t *testing.T) {
 				testreq.Missing(t, "no OVMF")
 			}
 			dir := t.TempDir()
-			img := filepath.Join(dir, "zero.raw")
-			if err := os.WriteFile(img, make([]byte, 64<<20), 0o644); err != nil {
-				t.Fatal(err)
+			// qcow2: a raw file without a boot signature is refused before
+			// QEMU starts (TestRunRefusesRawNonDisk).
+			img := filepath.Join(dir, "zero.qcow2")
+			if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", img, "64M").CombinedOutput(); err != nil {
+				t.Fatalf("%v: %s", err, out)
 			}
 			var out, errOut bytes.Buffer
 			o := NewOptions()
@@ -217,6 +219,26 @@ func TestRunNonBootableDisk(t *testing.T) {
 				t.Error("password in the report without --show-password")
 			}
 		})
+	}
+}
+
+// A raw file that is not a disk (text, zeros) is a usage error named
+// before QEMU starts.
+func TestRunRefusesRawNonDisk(t *testing.T) {
+	if _, err := exec.LookPath("qemu-img"); err != nil {
+		testreq.Missing(t, "qemu-img not installed")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "notes.txt")
+	if err := os.WriteFile(img, []byte(strings.Repeat("not a disk image\n", 100)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	o := NewOptions()
+	o.Image, o.Out, o.ErrOut, o.CacheDir = img, &out, &errOut, t.TempDir()
+	err := Run(context.Background(), o)
+	if exitCode(err) != 2 || !strings.Contains(errOut.String(), img+" is not a bootable disk image") {
+		t.Errorf("exit %d, stderr %q", exitCode(err), errOut.String())
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"strings"
 	"syscall"
 
 	"github.com/sirupsen/logrus"
@@ -18,6 +19,7 @@ import (
 
 	"builder/cmd/boottestcmd"
 	"builder/cmd/cachecmd"
+	"builder/cmd/diffcmd"
 	"builder/cmd/doctorcmd"
 	"builder/cmd/elementscmd"
 	"builder/cmd/imagecmd"
@@ -85,6 +87,8 @@ func run() int {
 	root.AddCommand(imagecmd.NewCmdImage(nil), boottestcmd.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
 		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil), doctorcmd.NewCmdDoctor(nil))
 	root.AddCommand(ramdiskcmd.NewCmdRamdisk(nil), cachecmd.NewCmdCache())
+	root.AddCommand(diffcmd.NewCmdDiff())
+	strictArgs(root)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
@@ -110,6 +114,48 @@ func run() int {
 		return 130
 	}
 	return 1
+}
+
+// strictArgs makes every wrong command line a usage error (exit 2) with
+// one line: a command's argument check (cobra's "accepts 1 arg(s)") names
+// its --help, and a command that only groups others (builder elements,
+// builder pipeline) refuses an unknown subcommand instead of printing its
+// help and exiting 0.
+func strictArgs(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		strictArgs(sub)
+	}
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return c.Help()
+			}
+			var names []string
+			for _, s := range c.Commands() {
+				if s.IsAvailableCommand() {
+					names = append(names, s.Name())
+				}
+			}
+			return &imagecmd.UsageError{Err: fmt.Errorf("unknown command %q for %q: use one of %s (see %s --help)",
+				args[0], c.CommandPath(), strings.Join(names, ", "), c.CommandPath())}
+		}
+		return
+	}
+	if check := c.Args; check != nil {
+		c.Args = func(c *cobra.Command, args []string) error {
+			err := check(c, args)
+			var ue *imagecmd.UsageError
+			var bt *boottestcmd.ExitError
+			if err == nil || errors.As(err, &ue) || errors.As(err, &bt) {
+				return err
+			}
+			if strings.Contains(err.Error(), c.CommandPath()) {
+				return &imagecmd.UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
+			}
+			return &imagecmd.UsageError{Err: fmt.Errorf("%s: %w (see %s --help)", c.CommandPath(), err, c.CommandPath())}
+		}
+	}
 }
 
 func printHookFailure(he *rootfs.HookError) {

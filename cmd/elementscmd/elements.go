@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"builder/cmd/imagecmd"
 	"builder/elements"
 )
 
@@ -27,6 +28,8 @@ type Options struct {
 	Arch         string
 }
 
+// library loads the elements; what goes wrong here is the input's fault
+// (ELEMENTS_PATH, its elements, the cache given): a usage error.
 func (o *Options) library() (*elements.Library, error) {
 	cache := o.ImageCache
 	if cache == "" {
@@ -34,9 +37,13 @@ func (o *Options) library() (*elements.Library, error) {
 	}
 	builtin, err := elements.ExtractBuiltin(filepath.Join(cache, "builder", "elements"))
 	if err != nil {
-		return nil, err
+		return nil, &imagecmd.UsageError{Err: err}
 	}
-	return elements.LoadLibrary(o.ElementsPath, builtin, elements.FindDIBLibrary())
+	lib, err := elements.LoadLibrary(o.ElementsPath, builtin, elements.FindDIBLibrary())
+	if err != nil {
+		return nil, &imagecmd.UsageError{Err: err}
+	}
+	return lib, nil
 }
 
 // NewCmdElements returns `builder elements` with its subcommands.
@@ -128,7 +135,7 @@ func Show(o *Options, name string) error {
 	}
 	e, ok := lib.Get(name)
 	if !ok {
-		return fmt.Errorf("element %q not found (see `builder elements list`)", name)
+		return &imagecmd.UsageError{Err: fmt.Errorf("element %q not found: see `builder elements list` for the names (ELEMENTS_PATH first, then the built-in library)", name)}
 	}
 	fmt.Fprintf(o.Out, "element %s\nfrom      %s (%s)\n", e.Name, from(e), e.Dir)
 	if len(e.Deps) > 0 {
@@ -171,7 +178,7 @@ func Deps(ctx context.Context, o *Options, names []string) error {
 	}
 	res, err := lib.Resolve(names)
 	if err != nil {
-		return err
+		return &imagecmd.UsageError{Err: err}
 	}
 	if o.Env {
 		fmt.Fprint(o.Out, res.Env().Script())

@@ -87,7 +87,7 @@ func AddSettingFlags(f *pflag.FlagSet) {
 		}
 		switch s.Kind {
 		case imagebuild.Bool:
-			f.BoolP(s.Flag, s.Short, false, s.Help)
+			f.BoolP(s.Flag, s.Short, s.Default == "true", s.Help)
 		case imagebuild.Int:
 			f.CountP(s.Flag, s.Short, s.Help)
 		case imagebuild.List:
@@ -172,6 +172,10 @@ func Run(ctx context.Context, o *Options) error {
 		return err
 	}
 	res, err := imagebuild.Run(ctx, req)
+	var ie *imagebuild.InputError
+	if errors.As(err, &ie) {
+		return &UsageError{Err: err}
+	}
 	if err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ type Options struct {
 
 	File          string
 	Only          []string
+	Group         string
 	StopOnFailure bool
 	Wait          bool
 	DryRun        bool
@@ -81,9 +82,28 @@ FILE:
       publish: {name: "Debian 12", rotate: rename}
 
 In publish.clouds, "env" means the OS_* variables of the environment; other
-names are clouds.yaml entries.`,
+names are clouds.yaml entries.
+
+An image can be downloaded instead of built (source: {url, checksum:
+sha256:HEX} or {url, checksums: the distribution's checksums file, and
+signature: and keyring: where it signs it}); convert: gives qemu-img
+options for the outputs
+(compat=0.10, compression_type=zlib); publish.description is a template
+("Debian 12, built {{.Date}}"); publish.smoke_test: true boots the upload
+in the cloud's Nova before promoting it.
+
+schedule: names groups of clouds, each with its images and settings;
+--group NAME runs one (a cron entry or timer per group):
+  schedule:
+    production: {clouds: [prod], convert: [compat=0.10], publish: {keep: 3, smoke_test: true}}
+    development: {clouds: [dev], images: [debian-12], publish: {visibility: private}}
+
+Every run first removes from its clouds what crashed runs left: temporary
+uploads and smoke-test servers older than defaults.cleanup_orphans (6h;
+false turns it off).`,
 		Example: `  builder pipeline run /etc/builder/pipeline.yaml
-  builder pipeline run --only debian-12 --wait --report /var/log/builder/last.json pipeline.yaml`,
+  builder pipeline run --only debian-12 --wait --report /var/log/builder/last.json pipeline.yaml
+  builder pipeline run --group production /etc/builder/pipeline.yaml`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return &imagecmd.UsageError{Err: fmt.Errorf("expected one pipeline FILE, got %d arguments: use builder pipeline run FILE", len(args))}
@@ -106,6 +126,7 @@ names are clouds.yaml entries.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&opts.Only, "only", nil, "run only these images (comma separated names)")
+	f.StringVar(&opts.Group, "group", "", "run the schedule group `NAME` of the file: its images, to its clouds, with its settings")
 	f.BoolVar(&opts.StopOnFailure, "stop-on-failure", false, "leave the remaining images out after the first failure")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for an image another run is working on, instead of skipping it")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "check FILE and print what would be built and published")
@@ -126,7 +147,7 @@ func Run(ctx context.Context, o *Options) (err error) {
 	if err != nil {
 		var pe *os.PathError
 		if errors.As(err, &pe) {
-			return &imagecmd.UsageError{Err: err}
+			return &imagecmd.UsageError{Err: fmt.Errorf("%w: give the path of a pipeline file you can read", err)}
 		}
 		return &imagecmd.UsageError{Err: fmt.Errorf("%w (fix the file; builder pipeline run --help shows its format)", err)}
 	}
@@ -137,6 +158,7 @@ func Run(ctx context.Context, o *Options) (err error) {
 		ImageCache:    o.ImageCache,
 		OutputDir:     o.OutputDir,
 		Only:          o.Only,
+		Group:         o.Group,
 		StopOnFailure: o.StopOnFailure,
 		Wait:          o.Wait,
 		DryRun:        o.DryRun,

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -51,6 +52,16 @@ type Options struct {
 	BootFirmware string
 	BootTimeout  time.Duration
 	SmokeTest    bool
+	SmokeFlavor  string
+	SmokeNetwork string
+	SmokeConsole []string
+	SmokeTimeout time.Duration
+	Description  string
+
+	// CleanupOrphans removes what crashed runs left (temporary uploads,
+	// smoke-test servers) older than OlderThan, instead of publishing.
+	CleanupOrphans bool
+	OlderThan      time.Duration
 
 	ActiveTimeout time.Duration
 	LockDir       string
@@ -63,6 +74,8 @@ func NewOptions() *Options {
 		Visibility:    "public",
 		Rotate:        "private",
 		BootTimeout:   boottest.DefaultTimeout,
+		SmokeTimeout:  15 * time.Minute,
+		OlderThan:     publish.DefaultOrphanAge,
 		ActiveTimeout: 10 * time.Minute,
 		LockDir:       workspace.New("").PublishLocks(),
 	}
@@ -72,7 +85,7 @@ func NewOptions() *Options {
 func NewCmdPublish(run func(context.Context, *Options) error) *cobra.Command {
 	opts := NewOptions()
 	cmd := &cobra.Command{
-		Use:   "publish IMAGE --name NAME",
+		Use:   "publish IMAGE --name NAME | --cleanup-orphans",
 		Short: "Boot-test an image and publish it to OpenStack Glance under a public name",
 		Long: `Publish IMAGE to OpenStack Glance as NAME, safely:
 
@@ -86,6 +99,18 @@ func NewCmdPublish(run func(context.Context, *Options) error) *cobra.Command {
      then become private, or are renamed "NAME (date)" with --rotate rename;
   5. delete versions beyond --keep, oldest first, never a protected one.
 
+With --smoke-test, between 2 and 4 the upload (still private) boots as a
+server in the cloud's Nova: it must become ACTIVE and its console log must
+show the guest up (a login prompt, cloud-init's final message, or
+--smoke-console); the server is then deleted. A failure blocks the
+promotion and removes the upload.
+
+--cleanup-orphans (no IMAGE) removes what crashed runs left in the project:
+images still under a temporary name (NAME.uploading-RUN) and smoke-test
+servers (builder-smoke-RUN), untouched for --older-than. Only what carries
+builder's marks (its name pattern and builder_* properties or metadata)
+is touched; protected images are kept.
+
 At every moment an active, verified image is under NAME. Progress is kept
 in the images' builder_* properties: running the same command again after
 a crash or an interrupted upload finishes or undoes the half-done work.
@@ -96,15 +121,26 @@ Glance without authentication. Secrets never appear in the output or the
 report.`,
 		Example: `  . ~/admin-openrc && builder publish debian.qcow2 --name "Debian 12"
   builder publish --os-cloud prod --name debian-12 --keep 3 --rotate rename debian.qcow2
-  builder publish --dry-run --os-cloud prod --name debian-12 debian.qcow2`,
+  builder publish --dry-run --os-cloud prod --name debian-12 debian.qcow2
+  builder publish --os-cloud prod --name debian-12 --smoke-test --smoke-flavor m1.small debian.qcow2
+  builder publish --os-cloud prod --description "Debian 12, built {{.Date}}" --name debian-12 debian.qcow2
+  builder publish --os-cloud prod --cleanup-orphans --older-than 12h`,
 		Args: func(cmd *cobra.Command, args []string) error {
+			if opts.CleanupOrphans {
+				if len(args) != 0 {
+					return &imagecmd.UsageError{Err: fmt.Errorf("--cleanup-orphans takes no IMAGE (got %d arguments): use builder publish --cleanup-orphans [--older-than 6h]", len(args))}
+				}
+				return nil
+			}
 			if len(args) != 1 {
 				return &imagecmd.UsageError{Err: fmt.Errorf("expected one IMAGE argument, got %d: use builder publish IMAGE --name NAME", len(args))}
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts.Image = args[0]
+			if len(args) == 1 {
+				opts.Image = args[0]
+			}
 			opts.Out, opts.ErrOut = cmd.OutOrStdout(), cmd.ErrOrStderr()
 			if run != nil {
 				return run(cmd.Context(), opts)
@@ -127,7 +163,14 @@ report.`,
 	f.BoolVar(&opts.NoBootTest, "no-boot-test", false, "do not boot-test the image before uploading it")
 	f.StringVar(&opts.BootFirmware, "boot-firmware", "", "firmware for the boot test: bios or uefi (default: uefi for UEFI-only disks, else bios)")
 	f.DurationVar(&opts.BootTimeout, "boot-timeout", opts.BootTimeout, "limit for the boot test")
-	f.BoolVar(&opts.SmokeTest, "smoke-test", false, "also boot an instance in the cloud (needs Nova)")
+	f.BoolVar(&opts.SmokeTest, "smoke-test", false, "boot the upload as a server in the cloud's Nova before promoting it (it must come up)")
+	f.StringVar(&opts.SmokeFlavor, "smoke-flavor", "", "flavor of the smoke-test server (default: the smallest that fits the image)")
+	f.StringVar(&opts.SmokeNetwork, "smoke-network", "", "network ID for the smoke-test server (default: none; it boots from a config drive)")
+	f.StringArrayVar(&opts.SmokeConsole, "smoke-console", nil, "`REGEXP` on the console log that says the guest came up (repeatable; default: a login prompt, cloud-init's final message)")
+	f.DurationVar(&opts.SmokeTimeout, "smoke-timeout", opts.SmokeTimeout, "limit for the smoke-test server to become ACTIVE, and then for its console")
+	f.StringVar(&opts.Description, "description", "", "description property, a template: {{.Date}} is the build date, also {{.Name}} {{.OSDistro}} {{.OSVersion}} {{.Elements}}")
+	f.BoolVar(&opts.CleanupOrphans, "cleanup-orphans", false, "remove temporary uploads and smoke-test servers crashed runs left (no IMAGE)")
+	f.DurationVar(&opts.OlderThan, "older-than", opts.OlderThan, "with --cleanup-orphans: only what was untouched for this long")
 	f.DurationVar(&opts.ActiveTimeout, "active-timeout", opts.ActiveTimeout, "how long Glance may take to mark the upload active")
 	f.StringVar(&opts.LockDir, "lock-dir", opts.LockDir, "directory of the locks that keep two publishes of one name on this host apart")
 	f.StringVar(&opts.Report, "report", "", "write what was done as JSON to `FILE` (without secrets)")
@@ -144,6 +187,9 @@ func Run(ctx context.Context, o *Options) (err error) {
 	}
 	if o.Environ == nil {
 		o.Environ = os.Environ()
+	}
+	if o.CleanupOrphans {
+		return runCleanup(ctx, o)
 	}
 	req, err := o.request()
 	if err != nil {
@@ -170,6 +216,10 @@ func Run(ctx context.Context, o *Options) (err error) {
 	}()
 
 	cloud, err := publish.Connect(ctx, publish.Credentials{Cloud: o.Cloud, Env: env, UserAgent: "builder/" + version.Version(), Redact: red})
+	var ce *publish.ConfigError
+	if errors.As(err, &ce) {
+		return &imagecmd.UsageError{Err: err}
+	}
 	if err != nil {
 		return err
 	}
@@ -177,12 +227,15 @@ func Run(ctx context.Context, o *Options) (err error) {
 		if err := cloud.RequireCompute(); err != nil {
 			return &imagecmd.UsageError{Err: err}
 		}
-		return &imagecmd.UsageError{Err: errors.New("--smoke-test: booting a test instance in the cloud is not implemented yet (it was built without a Nova to test against); drop --smoke-test")}
 	}
 
 	li, warnings, err := publish.Inspect(ctx, o.Image, publish.InspectOptions{})
 	if err != nil {
-		return err
+		if ctx.Err() != nil {
+			return err
+		}
+		// The file given is not something Glance should get.
+		return &imagecmd.UsageError{Err: err}
 	}
 	for _, w := range warnings {
 		fmt.Fprintln(errOut, "publish: warning: "+w)
@@ -228,6 +281,7 @@ func (o *Options) request() (publish.Request, error) {
 		DryRun:        o.DryRun,
 		ActiveTimeout: o.ActiveTimeout,
 		LockDir:       o.LockDir,
+		Description:   o.Description,
 		Meta: publish.Metadata{
 			OSDistro:       o.OSDistro,
 			OSVersion:      o.OSVersion,
@@ -243,6 +297,11 @@ func (o *Options) request() (publish.Request, error) {
 		return req, err
 	}
 	req.Properties = props
+	// --name, --visibility, --rotate, --keep and --property, before any
+	// cloud is asked or the image read.
+	if err := req.Validate(); err != nil {
+		return req, &imagecmd.UsageError{Err: err}
+	}
 	if o.BuildDate != "" {
 		t, err := time.Parse(time.RFC3339, o.BuildDate)
 		if err != nil {
@@ -255,7 +314,86 @@ func (o *Options) request() (publish.Request, error) {
 	default:
 		return req, &imagecmd.UsageError{Err: fmt.Errorf("--boot-firmware %q: use bios or uefi", o.BootFirmware)}
 	}
+	if err := publish.ParseDescription(o.Description); err != nil {
+		return req, &imagecmd.UsageError{Err: fmt.Errorf("--description: %w", err)}
+	}
+	smokeSet := o.SmokeFlavor != "" || o.SmokeNetwork != "" || len(o.SmokeConsole) > 0
+	if smokeSet && !o.SmokeTest {
+		return req, &imagecmd.UsageError{Err: errors.New("--smoke-flavor, --smoke-network and --smoke-console set up --smoke-test: add --smoke-test")}
+	}
+	if o.SmokeTest {
+		req.SmokeTest = &publish.SmokeTest{Flavor: o.SmokeFlavor, Network: o.SmokeNetwork, Console: o.SmokeConsole, Timeout: o.SmokeTimeout}
+		for _, p := range o.SmokeConsole {
+			if _, err := regexp.Compile(p); err != nil {
+				return req, &imagecmd.UsageError{Err: fmt.Errorf("--smoke-console %q: %v", p, err)}
+			}
+		}
+	}
 	return req, nil
+}
+
+// runCleanup is --cleanup-orphans.
+func runCleanup(ctx context.Context, o *Options) (err error) {
+	if o.Name != "" || o.Image != "" {
+		return &imagecmd.UsageError{Err: errors.New("--cleanup-orphans cleans the whole project: drop --name and IMAGE")}
+	}
+	if o.OlderThan <= 0 {
+		return &imagecmd.UsageError{Err: fmt.Errorf("--older-than %s: give a positive duration such as 6h", o.OlderThan)}
+	}
+	env := publish.EnvMap(o.Environ)
+	red := redact.New(env["OS_PASSWORD"], env["OS_TOKEN"], env["OS_AUTH_TOKEN"], env["OS_APPLICATION_CREDENTIAL_SECRET"])
+	out := red.Writer(o.Out)
+	defer out.Flush()
+	var res *publish.CleanupResult
+	defer func() {
+		if o.Report != "" {
+			b, jerr := json.MarshalIndent(struct {
+				*publish.CleanupResult
+				OK    bool   `json:"ok"`
+				Error string `json:"error,omitempty"`
+			}{res, err == nil, errText(err)}, "", "  ")
+			if jerr == nil {
+				jerr = os.WriteFile(o.Report, []byte(red.String(string(b))+"\n"), 0o644)
+			}
+			if jerr != nil && err == nil {
+				err = fmt.Errorf("--report %s: %w", o.Report, jerr)
+			}
+		}
+		err = red.Error(err)
+	}()
+	cloud, err := publish.Connect(ctx, publish.Credentials{Cloud: o.Cloud, Env: env, UserAgent: "builder/" + version.Version(), Redact: red})
+	if err != nil {
+		return err
+	}
+	res, err = cloud.CleanupOrphans(ctx, publish.CleanupRequest{OlderThan: o.OlderThan, DryRun: o.DryRun, Out: out})
+	if err != nil {
+		return err
+	}
+	removed := 0
+	for _, ch := range res.Changes {
+		if strings.HasPrefix(ch.Action, "delete-orphan") {
+			removed++
+		}
+	}
+	verb := "removed"
+	if o.DryRun {
+		verb = "would remove"
+	}
+	where := "temporary uploads"
+	if res.Servers {
+		where += " and smoke-test servers"
+	} else {
+		where += " (no Nova in the catalog: no servers to look at)"
+	}
+	fmt.Fprintf(out, "cleanup: %s %d orphans in %s, of %s untouched for %s\n", verb, removed, res.Cloud, where, o.OlderThan)
+	return nil
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 // ParseProperties turns key=value strings into a map.

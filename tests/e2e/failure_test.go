@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"os"
 	"os/exec"
@@ -120,71 +119,6 @@ func TestInterruptLeavesNothing(t *testing.T) {
 			}
 		})
 	}
-}
-
-// Bad input fails at once with one line naming the culprit, and loses
-// nothing.
-func TestBadInput(t *testing.T) {
-	needE2E(t)
-	ro := t.TempDir()
-	os.Chmod(ro, 0o555)
-	cases := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"unknown element", []string{"debian", "vm", "no-such-element"}, `"no-such-element" not found`},
-		{"no operating system", []string{"vm"}, "no operating-system element"},
-		{"two operating systems", []string{"debian-minimal", "vm", "fake-os"}, "provided by both"},
-		{"unknown type", []string{"-t", "qcow3", "debian", "vm"}, `unknown output type "qcow3"`},
-		{"image too small", []string{"--image-size", "0.3", "debian-minimal", "vm"}, "too small"},
-		{"malformed package-installs", []string{"debian-minimal", "vm", "bad-pkgs"}, "unknown key \"phaes\""},
-	}
-	fake := filepath.Join(t.TempDir(), "fake-os")
-	os.MkdirAll(fake, 0o755)
-	os.WriteFile(filepath.Join(fake, "element-provides"), []byte("operating-system\n"), 0o644)
-	bad := filepath.Join(filepath.Dir(fake), "bad-pkgs")
-	os.MkdirAll(bad, 0o755)
-	os.WriteFile(filepath.Join(bad, "package-installs.yaml"), []byte("vim:\n  phaes: install.d\n"), 0o644)
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			out, tmp := t.TempDir(), t.TempDir()
-			env := []string{"TMP_DIR=" + tmp, "ELEMENTS_PATH=" + filepath.Dir(fake)}
-			args := append([]string{"image", "-o", filepath.Join(out, "x"), "--image-cache", cacheDir}, c.args...)
-			r := runBuilder(t, withTimeout(t, 15*time.Minute), env, args...)
-			if r.code == 0 {
-				t.Fatalf("exit 0")
-			}
-			if !strings.Contains(r.stderr, c.want) {
-				t.Errorf("stderr lacks %q", c.want)
-			}
-			if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n > 0 {
-				t.Errorf("error takes %d lines, want one", n+1)
-			}
-			if ents, _ := os.ReadDir(out); len(ents) != 0 {
-				t.Errorf("output directory not empty")
-			}
-			if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
-				t.Errorf("left behind: %v", l)
-			}
-		})
-	}
-	t.Run("ELEMENTS_PATH entry not a directory", func(t *testing.T) {
-		r := runBuilder(t, context.Background(), []string{"ELEMENTS_PATH=/nonexistent/elements"}, "image", "-o", filepath.Join(t.TempDir(), "x"), "debian", "vm")
-		if r.code == 0 || !strings.Contains(r.stderr, `"/nonexistent/elements" is not a directory`) {
-			t.Errorf("want an error naming the ELEMENTS_PATH entry")
-		}
-	})
-	t.Run("unwritable output", func(t *testing.T) {
-		if os.Geteuid() == 0 {
-			// root writes anywhere; a missing directory is the failure here.
-			r := runBuilder(t, context.Background(), nil, "image", "-o", "/nonexistent/dir/x", "debian", "vm")
-			if r.code == 0 || !strings.Contains(r.stderr, "/nonexistent/dir") {
-				t.Errorf("want an error naming the output directory")
-			}
-			return
-		}
-	})
 }
 
 // --debug-shell opens a shell in the failing hook's container (the hooks

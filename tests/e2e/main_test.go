@@ -43,6 +43,11 @@ func testMain(m *testing.M) int {
 			return 1
 		}
 		defer os.RemoveAll(out)
+		// Some cases run the binary as another user (nobody, the rootless user).
+		if err := os.Chmod(out, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
 		builderBin = filepath.Join(out, "builder")
 		cmd := exec.Command("go", "build", "-o", builderBin, "./cmd/builder")
 		cmd.Dir = repo

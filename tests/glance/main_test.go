@@ -1,8 +1,10 @@
 // Package glance tests builder publish and builder pipeline against a real
 // OpenStack Glance (and Keystone) from Debian's packages, started on
 // 127.0.0.1 by hack/ci-services.sh: one Glance without authentication, one
-// behind Keystone. Skipped with -short; needs root (and, the first time,
-// the Debian mirror for hack/ci-services.sh install).
+// behind Keystone, which also has Nova (with its fake virt driver; see
+// nova_test.go for what that proves), Placement and Neutron. Skipped with
+// -short; needs root (and, the first time, the Debian mirror for
+// hack/ci-services.sh install).
 //
 // The crash tests kill and restart a Glance: they hold its services.mu
 // exclusively, every other test that uses that Glance holds it shared.
@@ -58,7 +60,12 @@ type services struct {
 	dir                string
 	glancePort, ksPort int
 	glanceURL          string
-	upTime             time.Duration
+	// nova: the keystone services also run Nova (and Placement, Neutron,
+	// RabbitMQ) on these ports: nova, placement, neutron, rabbitmq and
+	// its node-to-node port.
+	nova      bool
+	novaPorts []int
+	upTime    time.Duration
 	// mu is held exclusively by a test that kills this Glance.
 	mu sync.RWMutex
 }
@@ -116,9 +123,9 @@ func startServices() error {
 	if err != nil {
 		return fmt.Errorf("ci-services.sh install: %v\n%s", err, out)
 	}
-	ports := freePorts(3)
+	ports := freePorts(8)
 	noauth = &services{mode: "noauth", glancePort: ports[0]}
-	keystone = &services{mode: "keystone", glancePort: ports[1], ksPort: ports[2]}
+	keystone = &services{mode: "keystone", glancePort: ports[1], ksPort: ports[2], nova: true, novaPorts: ports[3:8]}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, s := range []*services{noauth, keystone} {
@@ -152,6 +159,11 @@ func (s *services) script(cmd string) ([]byte, error) {
 	c := exec.Command(filepath.Join(repo, "hack", "ci-services.sh"), cmd)
 	c.Env = append(os.Environ(), "SVC_DIR="+s.dir, "GLANCE_AUTH="+s.mode,
 		fmt.Sprintf("GL_PORT=%d", s.glancePort), fmt.Sprintf("KS_PORT=%d", s.ksPort))
+	if s.nova {
+		p := s.novaPorts
+		c.Env = append(c.Env, "NOVA=1", fmt.Sprintf("NOVA_PORT=%d", p[0]), fmt.Sprintf("PL_PORT=%d", p[1]),
+			fmt.Sprintf("NET_PORT=%d", p[2]), fmt.Sprintf("MQ_PORT=%d", p[3]), fmt.Sprintf("MQ_DIST_PORT=%d", p[4]))
+	}
 	return c.CombinedOutput()
 }
 
