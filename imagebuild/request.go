@@ -57,6 +57,12 @@ type Request struct {
 	RamdiskElement string
 	// CacheMaxBytes bounds the cache after the build (0: no pruning).
 	CacheMaxBytes int64
+	// CacheFrom and CacheTo are registry repositories steps are taken
+	// from and pushed to (rootfs.RegistryCache); CacheTLSVerify nil
+	// follows registries.conf.
+	CacheFrom      []string
+	CacheTo        string
+	CacheTLSVerify *bool
 	// Args is the command line as given (DIB_ARGS for hooks).
 	Args []string
 	// DIBElements is diskimage-builder's element directory, searched after

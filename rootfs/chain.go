@@ -121,8 +121,9 @@ type Image struct {
 	// them, and their content is never part of a layer.
 	Mounts []Mount
 	// Outputs are directories holding files steps wrote as outputs (see
-	// Step.DirIsOutputs), oldest first.
-	Outputs []string
+	// Step.DirIsOutputs), oldest first; OutputKeys are those steps' keys.
+	Outputs    []string
+	OutputKeys []string
 }
 
 // ChainOptions are the settings shared by all steps of a build.
@@ -149,6 +150,12 @@ type ChainOptions struct {
 	// OnStep is told each step's result, cached or made (the build records
 	// which images it used).
 	OnStep func(st Step, img Image)
+	// Registry, if enabled, gives steps the store lacks and takes the
+	// steps of this build (RegistryCache.Start must have been called for
+	// pushes).
+	Registry *RegistryCache
+	// Note receives informational lines (steps taken from a registry).
+	Note func(string)
 }
 
 // StepKey chains a step's key onto its parent's: a hash of everything that
@@ -239,7 +246,8 @@ const (
 // change late in the chain re-runs only the steps from there on.
 func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainOptions) (Image, error) {
 	cur := base
-	for i, st := range steps {
+	for i := 0; i < len(steps); i++ {
+		st := steps[i]
 		if err := ctx.Err(); err != nil {
 			return Image{}, err
 		}
@@ -247,6 +255,11 @@ func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainO
 		if st.BreakBefore || st.BreakAfter {
 			// A debug shell may change the tree: keep that out of the cache.
 			st.Identity += "\x00break-" + o.RunID
+		}
+		if n, img, ok := s.fromRegistry(ctx, cur, steps[i:], o); ok {
+			cur = img
+			i += n - 1
+			continue
 		}
 		if st.Begin != nil {
 			st.Begin()
@@ -261,9 +274,78 @@ func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainO
 		if o.OnStep != nil {
 			o.OnStep(st, next)
 		}
+		if next.Name != cur.Name {
+			o.Registry.queueStep(next)
+		}
 		cur = next
 	}
 	return cur, nil
+}
+
+// fromRegistry takes steps from the registry cache when the store lacks
+// the next one: of the steps whose keys are known before anything runs (up
+// to a content-keyed or debug step), the last one the registry has is
+// pulled, with every layer below it, and the steps up to it are done. n is
+// how many steps that covered.
+func (s *Store) fromRegistry(ctx context.Context, cur Image, steps []Step, o ChainOptions) (n int, img Image, ok bool) {
+	if !o.Registry.Enabled() || o.NoCache {
+		return 0, Image{}, false
+	}
+	var keys []string
+	parent := cur.Key
+	for _, st := range steps {
+		if st.ContentKeyed || st.BreakBefore || st.BreakAfter {
+			break
+		}
+		k := StepKey(parent, st)
+		if len(keys) == 0 && s.HasImage(CacheImageName(k)) {
+			return 0, Image{}, false // the store has the next step
+		}
+		keys = append(keys, k)
+		parent = k
+	}
+	for j := len(keys) - 1; j >= 0; j-- {
+		if ctx.Err() != nil {
+			return 0, Image{}, false
+		}
+		got, repo, ok := o.Registry.pullStep(ctx, s, cur, keys[j])
+		if !ok {
+			continue
+		}
+		for k := 0; k <= j; k++ {
+			st := steps[k]
+			if st.Begin != nil {
+				st.Begin()
+			}
+			if st.End != nil {
+				st.End(true, nil)
+			}
+			if o.OnStep != nil {
+				if k == j {
+					o.OnStep(st, got)
+				} else {
+					o.OnStep(st, Image{Key: keys[k]})
+				}
+			}
+		}
+		if o.Note != nil {
+			o.Note(fmt.Sprintf("%d step(s) up to %s taken from the registry cache %s", j+1, steps[j].Name, repo))
+		}
+		return j + 1, got, true
+	}
+	return 0, Image{}, false
+}
+
+// queueStep pushes a step's image (and its outputs) to the registry cache.
+func (r *RegistryCache) queueStep(img Image) {
+	if r == nil || r.To == "" || img.Key == "" || img.Name != CacheImageName(img.Key) {
+		return
+	}
+	outputs := ""
+	if n := len(img.OutputKeys); n > 0 && img.OutputKeys[n-1] == img.Key {
+		outputs = img.Outputs[len(img.Outputs)-1]
+	}
+	r.queue(img.Name, "step-"+img.Key, outputs)
 }
 
 func (s *Store) runOne(ctx context.Context, cur Image, st Step, idx int, o ChainOptions) (Image, bool, error) {
@@ -284,13 +366,14 @@ func (s *Store) runOne(ctx context.Context, cur Image, st Step, idx int, o Chain
 // and, when it wrote outputs, where they are kept. ok is false when the
 // outputs are gone (the step must run again).
 func (s *Store) cached(parent Image, name, key string) (Image, bool) {
-	img := Image{Name: name, Key: key, Mounts: s.imageMounts(name), Outputs: parent.Outputs}
+	img := Image{Name: name, Key: key, Mounts: s.imageMounts(name), Outputs: parent.Outputs, OutputKeys: parent.OutputKeys}
 	if s.imageHas(name, outputsBigData) {
 		dir := s.OutputsDir(key)
 		if _, err := os.Stat(filepath.Join(dir, outputsStamp)); err != nil {
 			return Image{}, false
 		}
 		img.Outputs = append(append([]string(nil), parent.Outputs...), dir)
+		img.OutputKeys = append(append([]string(nil), parent.OutputKeys...), key)
 	}
 	return img, true
 }
@@ -446,7 +529,7 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 		if !changed && !wrote {
 			// Nothing in the tree changed: later steps build on the same
 			// image, under a key that says this step ran.
-			return Image{Name: from.Name, Key: key, Mounts: mounts, Outputs: from.Outputs}, false, nil
+			return Image{Name: from.Name, Key: key, Mounts: mounts, Outputs: from.Outputs, OutputKeys: from.OutputKeys}, false, nil
 		}
 		if name := CacheImageName(key); !o.NoCache && s.HasImage(name) {
 			if img, ok := s.cached(from, name, key); ok {
@@ -455,7 +538,7 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 		}
 	}
 	name := CacheImageName(key)
-	outputs := from.Outputs
+	outputs, outKeys := from.Outputs, from.OutputKeys
 	if wrote {
 		// Kept before the commit: an image that says it has outputs
 		// always has them complete.
@@ -464,8 +547,20 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 			return Image{}, false, fmt.Errorf("step %s: keep its outputs: %w", st.Name, err)
 		}
 		outputs = append(append([]string(nil), from.Outputs...), dir)
+		outKeys = append(append([]string(nil), from.OutputKeys...), key)
 	}
-	id, err := c.Commit(ctx, name)
+	// What the store keeps beside the image, in its configuration too, so
+	// a registry carries it (registry.go).
+	labels := map[string]string{labelKey: key, labelMounts: "", labelOutputs: ""}
+	if len(mounts) > 0 {
+		data, _ := json.Marshal(mounts)
+		labels[labelMounts] = string(data)
+	}
+	if len(outKeys) > 0 {
+		data, _ := json.Marshal(outKeys)
+		labels[labelOutputs] = string(data)
+	}
+	id, err := c.Commit(ctx, name, labels)
 	if err != nil {
 		return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
 	}
@@ -480,7 +575,7 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 			return Image{}, false, fmt.Errorf("step %s: record its outputs: %w", st.Name, err)
 		}
 	}
-	return Image{Name: name, Key: key, Mounts: mounts, Outputs: outputs}, false, nil
+	return Image{Name: name, Key: key, Mounts: mounts, Outputs: outputs, OutputKeys: outKeys}, false, nil
 }
 
 // contentKey names a content-keyed step's result.

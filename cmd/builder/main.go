@@ -24,6 +24,7 @@ import (
 	"builder/cmd/pipelinecmd"
 	"builder/cmd/publishcmd"
 	"builder/cmd/ramdiskcmd"
+	"builder/cmd/versioncmd"
 	"builder/internal/doctor"
 	"builder/rootfs"
 )
@@ -84,7 +85,7 @@ func run() int {
 	})
 	root.AddCommand(imagecmd.NewCmdImage(nil), boottestcmd.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
 		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil), doctorcmd.NewCmdDoctor(nil))
-	root.AddCommand(ramdiskcmd.NewCmdRamdisk(nil), cachecmd.NewCmdCache())
+	root.AddCommand(ramdiskcmd.NewCmdRamdisk(nil), cachecmd.NewCmdCache(), versioncmd.NewCmdVersion(nil))
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return 0
