@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"os/user"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -52,9 +53,17 @@ func run() int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
+		first := time.Now()
 		fmt.Fprintf(os.Stderr, "\nbuilder: %s: stopping and cleaning up (again to abort at once)\n", s)
 		cancel()
-		<-sigs
+		for range sigs {
+			// One stop often arrives twice at once: timeout(1) and CI
+			// runners signal the process and its group, a terminal's
+			// Ctrl-C the whole group. Only a later one means "at once".
+			if time.Since(first) > time.Second {
+				break
+			}
+		}
 		fmt.Fprintln(os.Stderr, "builder: aborted; the next build removes what is left")
 		os.Exit(130)
 	}()
