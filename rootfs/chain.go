@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"builder/internal/cleanup"
+	"builder/internal/flock"
 	"builder/internal/version"
 )
 
@@ -357,6 +358,24 @@ func (s *Store) runOne(ctx context.Context, cur Image, st Step, idx int, o Chain
 	if !o.NoCache && s.HasImage(name) {
 		if img, ok := s.cached(cur, name, key); ok {
 			return img, true, nil
+		}
+	}
+	if !o.NoCache {
+		// Builds running at once (a pipeline's images) that reach the
+		// same step make it once: the others wait and take it.
+		l, err := flock.Wait(ctx, filepath.Join(s.dir, "locks", "step-"+key[:40]+".lock"), "step "+st.Name, func(holder string) {
+			if o.Note != nil {
+				o.Note(fmt.Sprintf("waiting for another build making the same step %s (%s)", st.Name, holder))
+			}
+		})
+		if err != nil {
+			return Image{}, false, err
+		}
+		defer l.Unlock()
+		if s.HasImage(name) {
+			if img, ok := s.cached(cur, name, key); ok {
+				return img, true, nil
+			}
 		}
 	}
 	return s.runStep(ctx, cur, st, idx, o)
