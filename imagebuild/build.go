@@ -235,6 +235,14 @@ func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporte
 		Registry:   p.registry,
 		Note:       func(s string) { rep.Note("%s", s) },
 	}
+	if req.ExplainKeys != "" {
+		f, err := os.OpenFile(req.ExplainKeys, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return rootfs.Image{}, fmt.Errorf("--explain-keys: %w", err)
+		}
+		defer f.Close()
+		opts.ExplainKeys = f
+	}
 	if err := p.startAptRun(run, stack); err != nil {
 		return rootfs.Image{}, err
 	}

@@ -82,8 +82,12 @@ func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, d
 		"IMAGE_TYPE":      firstOr(req.Types, "qcow2"),
 		"FS_TYPE":         "ext4",
 		// DIB's hooks run with the interpreter that runs DIB.
-		"DIB_PYTHON_EXEC":   hostPython(),
-		"PS4":               "+ ${BASH_SOURCE[0]##*/}:${LINENO}: ",
+		"DIB_PYTHON_EXEC": hostPython(),
+		"PS4":             "+ ${BASH_SOURCE[0]##*/}:${LINENO}: ",
+		// Nothing in a build can answer a question; DIB's install-packages
+		// says the same. Set by builder, a caller's value (a CI image's
+		// ENV) does not split the cache between runners.
+		"DEBIAN_FRONTEND":   "noninteractive",
 		"BUILDER_USER_HOME": os.Getenv("HOME"),
 		"ELEMENTS_PATH":     strings.Join(elementsPath, ":"),
 		"DIB_ARGS":          strings.Join(dibArgs(req), " "),
@@ -125,10 +129,12 @@ func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, d
 	if env["DIB_DEFAULT_INSTALLTYPE"] == "" {
 		env["DIB_DEFAULT_INSTALLTYPE"] = "source"
 	}
-	if deb == "" {
+	// The host's mirrors are defaults for the caller's: unused (and so not
+	// part of any key) when the caller names the mirror.
+	if deb == "" || req.Env["DIB_DISTRIBUTION_MIRROR"] != "" || req.Env["DIB_DEBIAN_DISTRIBUTION_MIRROR"] != "" {
 		delete(env, "BUILDER_HOST_DEBIAN_MIRROR")
 	}
-	if sec == "" {
+	if sec == "" || req.Env["DIB_DEBIAN_SECURITY_MIRROR"] != "" {
 		delete(env, "BUILDER_HOST_DEBIAN_SECURITY_MIRROR")
 	}
 	return env, user

@@ -63,6 +63,9 @@ type Request struct {
 	CacheFrom      []string
 	CacheTo        string
 	CacheTLSVerify *bool
+	// ExplainKeys names a file that receives what each step's key is made
+	// of (rootfs.ExplainKey).
+	ExplainKeys string
 	// Args is the command line as given (DIB_ARGS for hooks).
 	Args []string
 	// DIBElements is diskimage-builder's element directory, searched after

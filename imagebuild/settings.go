@@ -175,6 +175,8 @@ var Settings = []Setting{
 			r.CacheTLSVerify = &b
 			return nil
 		}},
+	{Name: "explain_keys", Local: true, Flag: "explain-keys", Env: "BUILDER_EXPLAIN_KEYS", Help: "append what each step's cache key is made of to this file (why a step was not reused from a cache)",
+		apply: func(r *Request, v string) error { r.ExplainKeys = v; return nil }},
 	{Name: "break", Env: "break", Help: "DIB's break points: after-error, before-PHASE, after-PHASE (comma separated)",
 		apply: func(r *Request, v string) error {
 			b, err := parseBreaks(v)

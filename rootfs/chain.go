@@ -157,6 +157,8 @@ type ChainOptions struct {
 	Registry *RegistryCache
 	// Note receives informational lines (steps taken from a registry).
 	Note func(string)
+	// ExplainKeys, if set, receives what each step's key is made of.
+	ExplainKeys io.Writer
 }
 
 // StepKey chains a step's key onto its parent's: a hash of everything that
@@ -169,13 +171,25 @@ type ChainOptions struct {
 // same key.
 func StepKey(parent string, s Step) string {
 	h := sha256.New()
-	field := func(name string, vals ...string) {
-		fmt.Fprintf(h, "%s\x00%d\x00", name, len(vals))
-		for _, v := range vals {
+	for _, f := range stepKeyFields(parent, s) {
+		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.vals))
+		for _, v := range f.vals {
 			fmt.Fprintf(h, "%s\x00", v)
 		}
 	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type keyField struct {
+	name string
+	vals []string
+}
+
+// stepKeyFields is everything a step's key is made of, in order.
+func stepKeyFields(parent string, s Step) []keyField {
 	norm := s.normalizer()
+	var fs []keyField
+	field := func(name string, vals ...string) { fs = append(fs, keyField{name, vals}) }
 	field("builder-step-v2", codeID())
 	field("parent", parent)
 	field("kind", s.Kind.String())
@@ -195,7 +209,21 @@ func StepKey(parent string, s Step) string {
 	field("mount-at", norm(s.MountAt))
 	field("dir", norm(s.Dir))
 	field("flags", fmt.Sprint(s.ContentKeyed), fmt.Sprint(s.ResolvConf), fmt.Sprint(s.Pseudo), fmt.Sprint(s.DirIsOutputs))
-	return hex.EncodeToString(h.Sum(nil))
+	return fs
+}
+
+// ExplainKey writes what a step's key is made of, one field per line (for
+// `BUILDER_EXPLAIN_KEYS`: why a step was not found in a cache).
+func ExplainKey(w io.Writer, parent string, s Step) {
+	fmt.Fprintf(w, "step %s key %s\n", s.Name, StepKey(parent, s))
+	for _, f := range stepKeyFields(parent, s) {
+		for _, v := range f.vals {
+			fmt.Fprintf(w, "  %s: %q\n", f.name, v)
+		}
+		if len(f.vals) == 0 {
+			fmt.Fprintf(w, "  %s: (none)\n", f.name)
+		}
+	}
 }
 
 // codeID is builder's code identity (a variable for the key test).
@@ -256,6 +284,9 @@ func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainO
 		if st.BreakBefore || st.BreakAfter {
 			// A debug shell may change the tree: keep that out of the cache.
 			st.Identity += "\x00break-" + o.RunID
+		}
+		if o.ExplainKeys != nil && !st.ContentKeyed {
+			ExplainKey(o.ExplainKeys, cur.Key, st)
 		}
 		if n, img, ok := s.fromRegistry(ctx, cur, steps[i:], o); ok {
 			cur = img
