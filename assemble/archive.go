@@ -21,8 +21,9 @@ const (
 )
 
 // WriteTree writes the tree at root (a read-only mount is fine) as dst in
-// format f, beside dst under a temporary name renamed when complete.
-func WriteTree(ctx context.Context, root, dst string, f TreeFormat) (err error) {
+// format f, beside dst under a temporary name renamed when complete. epoch,
+// when set, is SOURCE_DATE_EPOCH for tools that stamp their output.
+func WriteTree(ctx context.Context, root, dst string, f TreeFormat, epoch int64) (err error) {
 	tmp := tempPath(dst)
 	defer func() {
 		if err != nil {
@@ -33,7 +34,12 @@ func WriteTree(ctx context.Context, root, dst string, f TreeFormat) (err error) 
 	case Tar, TarGz:
 		err = writeTar(ctx, root, tmp, f == TarGz)
 	case Squashfs:
-		_, err = run(ctx, "mksquashfs", root, tmp, "-noappend", "-comp", "zstd", "-Xcompression-level", "6", "-no-progress", "-quiet")
+		// mksquashfs takes its own time stamp from SOURCE_DATE_EPOCH.
+		var env []string
+		if epoch > 0 {
+			env = []string{fmt.Sprintf("SOURCE_DATE_EPOCH=%d", epoch)}
+		}
+		_, err = runEnv(ctx, env, "mksquashfs", root, tmp, "-noappend", "-comp", "zstd", "-Xcompression-level", "6", "-no-progress", "-quiet")
 	default:
 		return fmt.Errorf("unknown tree output %q (known: tar, tgz, squashfs)", f)
 	}
@@ -50,7 +56,11 @@ func WriteTree(ctx context.Context, root, dst string, f TreeFormat) (err error) 
 }
 
 func writeTar(ctx context.Context, root, dst string, gz bool) error {
-	args := []string{"--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sparse", "-C", root, "-cpf", "-", "."}
+	// Sorted, without access and change times and without the process id
+	// GNU tar puts in extended header names: the same tree gives the same
+	// archive.
+	args := []string{"--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--sparse", "--sort=name",
+		"--format=posix", "--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime", "-C", root, "-cpf", "-", "."}
 	tarCmd := exec.CommandContext(ctx, "tar", args...)
 	killGroupOnCancel(tarCmd)
 	out, err := os.Create(dst)
@@ -71,7 +81,8 @@ func writeTar(ctx context.Context, root, dst string, gz bool) error {
 	if _, err := exec.LookPath("pigz"); err == nil {
 		zip = "pigz"
 	}
-	zipCmd := exec.CommandContext(ctx, zip, "-6", "-c")
+	// -n: no name or time stamp in the header.
+	zipCmd := exec.CommandContext(ctx, zip, "-6", "-n", "-c")
 	killGroupOnCancel(zipCmd)
 	zipCmd.Stdout = out
 	pipe, err := tarCmd.StdoutPipe()

@@ -35,7 +35,7 @@ func TestWriteTree(t *testing.T) {
 			testreq.Missing(t, "%s not installed", c.list[0])
 		}
 		dst := filepath.Join(out, "img."+string(c.f))
-		if err := WriteTree(ctx, root, dst, c.f); err != nil {
+		if err := WriteTree(ctx, root, dst, c.f, 0); err != nil {
 			t.Fatalf("%s: %v", c.f, err)
 		}
 		listing, err := exec.Command(c.list[0], append(c.list[1:], dst)...).CombinedOutput()
@@ -51,7 +51,7 @@ func TestWriteTree(t *testing.T) {
 			t.Errorf("%s lost the numeric owner:\n%s", c.f, listing)
 		}
 	}
-	if err := WriteTree(ctx, "/nonexistent-tree", filepath.Join(out, "bad.tar"), Tar); err == nil {
+	if err := WriteTree(ctx, "/nonexistent-tree", filepath.Join(out, "bad.tar"), Tar, 0); err == nil {
 		t.Errorf("a missing tree gave no error")
 	}
 	ents, _ := os.ReadDir(out)

@@ -469,13 +469,15 @@ func buildExt(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work string) 
 		args = append(args, "-O", strings.Join(pins, ","))
 	}
 	args = append(args, opts.Rest...) // after the pins: an explicit request wins
-	ext := append([]string{"root_owner=" + owner, fmt.Sprintf("offset=%d", t.offset)}, opts.Extended...)
+	// The directory hash seed is derived from the UUID, not random: the
+	// same tree gives the same filesystem.
+	ext := append([]string{"root_owner=" + owner, fmt.Sprintf("offset=%d", t.offset), "hash_seed=" + strings.ToLower(derivedGUID(p.UUID, "hash_seed"))}, opts.Extended...)
 	args = append(args, "-E", strings.Join(ext, ","))
 	if exists {
 		args = append(args, "-d", src)
 	}
 	args = append(args, t.path, fmt.Sprintf("%dk", t.size/1024))
-	if _, err := runMasked(ctx, masks, "mkfs."+p.Type, args...); err != nil {
+	if _, err := runMasked(ctx, d.epochEnv("E2FSPROGS_FAKE_TIME"), masks, "mkfs."+p.Type, args...); err != nil {
 		var te *ToolError
 		if errors.As(err, &te) && (strings.Contains(te.Stderr, "Could not allocate") || strings.Contains(te.Stderr, "No free space")) {
 			what := "root filesystem"
@@ -500,8 +502,17 @@ func buildExt(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work string) 
 			st, err := os.Lstat(filepath.Join(src, dir))
 			return exists && err == nil && st.IsDir()
 		}
-		if err := injectFiles(ctx, fmt.Sprintf("%s?offset=%d", t.path, t.offset), files, work, pre, inTree); err != nil {
+		if err := injectFiles(ctx, d.epochEnv("E2FSPROGS_FAKE_TIME"), fmt.Sprintf("%s?offset=%d", t.path, t.offset), files, work, pre, inTree); err != nil {
 			return fmt.Errorf("write files into the filesystem: %w", err)
+		}
+	}
+	if d.Spec.Epoch > 0 {
+		touched := append([]string(nil), create...)
+		for _, f := range files {
+			touched = append(touched, f.Path)
+		}
+		if err := settleExtTimes(ctx, fmt.Sprintf("%s?offset=%d", t.path, t.offset), d.Spec.Epoch, touched, work); err != nil {
+			return fmt.Errorf("filesystem times: %w", err)
 		}
 	}
 	return nil
@@ -538,7 +549,7 @@ func buildFAT(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work, efi str
 			for _, e := range ents {
 				a = append(a, filepath.Join(src, e.Name()))
 			}
-			if _, err := run(ctx, "mcopy", append(a, "::/")...); err != nil {
+			if _, err := runEnv(ctx, d.epochEnv("SOURCE_DATE_EPOCH"), "mcopy", append(a, "::/")...); err != nil {
 				return fmt.Errorf("copy %s: %w", src, err)
 			}
 		}
@@ -559,7 +570,7 @@ func buildFAT(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work, efi str
 			}
 		}
 		if len(dirs) > 0 {
-			if _, err := run(ctx, "mmd", append([]string{"-i", target}, dirs...)...); err != nil {
+			if _, err := runEnv(ctx, d.epochEnv("SOURCE_DATE_EPOCH"), "mmd", append([]string{"-i", target}, dirs...)...); err != nil {
 				return err
 			}
 		}
@@ -575,7 +586,7 @@ func buildFAT(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work, efi str
 			}
 			src = tmp.Name()
 		}
-		if _, err := run(ctx, "mcopy", "-o", "-i", target, src, "::"+f.Path); err != nil {
+		if _, err := runEnv(ctx, d.epochEnv("SOURCE_DATE_EPOCH"), "mcopy", "-o", "-i", target, src, "::"+f.Path); err != nil {
 			return err
 		}
 	}

@@ -50,6 +50,10 @@ type ConvertOptions struct {
 	// MoveSource (raw only) says src is disposable: it is renamed to dst
 	// when both are on one filesystem, instead of copied.
 	MoveSource bool
+	// Reproducible writes clusters in order: the same raw disk gives the
+	// same bytes (out-of-order writes are faster but place clusters as
+	// they finish).
+	Reproducible bool
 }
 
 // Convert writes dst in format f from the raw image src. dst is written
@@ -122,9 +126,12 @@ func ConvertWithNote(ctx context.Context, src, dst string, f Format, o ConvertOp
 		args = append(args, "-o", strings.Join(optList, ","))
 	}
 	// -W: out-of-order writes; -m 16: more coroutines. Together 15-30%
-	// faster on the measured 1.2 GB image.
+	// faster on the measured 1.2 GB image, but not reproducible.
 	tmp := tempPath(dst)
-	args = append(args, "-W", "-m", "16", src, tmp)
+	if !o.Reproducible {
+		args = append(args, "-W")
+	}
+	args = append(args, "-m", "16", src, tmp)
 	if _, err := run(ctx, "qemu-img", args...); err != nil {
 		os.Remove(tmp)
 		return "", fmt.Errorf("convert %s to %s: %w", src, f, err)

@@ -62,6 +62,12 @@ type DiskSpec struct {
 	// filesystem).
 	Files []File
 
+	// Epoch, when set, is SOURCE_DATE_EPOCH: the disk is the same bytes
+	// for the same tree, layout and identifiers (filesystem times, hash
+	// seeds, tool timestamps; the tree's own times must be no later than
+	// it). xfs filesystems and LVM metadata are not made reproducible.
+	Epoch int64
+
 	// Layout is the DIB block-device layout (DefaultLayout,
 	// ReadBlockDeviceConfig, ...); it is required. The caller's Layout is
 	// not changed: Disk.Layout is the completed copy.
@@ -376,7 +382,7 @@ func mke2fsAtLeast147(ctx context.Context) bool {
 // the tree mkfs copied). Directories are made first, and only missing
 // ones: debugfs 1.47.0 leaks an inode (e2fsck: "unconnected directory")
 // when it is asked to mkdir an existing directory after a write.
-func injectFiles(ctx context.Context, img string, files []File, work string, pre []string, exists func(dir string) bool) error {
+func injectFiles(ctx context.Context, env []string, img string, files []File, work string, pre []string, exists func(dir string) bool) error {
 	work, err := os.MkdirTemp(work, "debugfs-")
 	if err != nil {
 		return err
@@ -414,7 +420,7 @@ func injectFiles(ctx context.Context, img string, files []File, work string, pre
 	if err := os.WriteFile(scriptPath, []byte(script), 0o600); err != nil {
 		return err
 	}
-	if _, err := run(ctx, "debugfs", "-w", "-f", scriptPath, img); err != nil {
+	if _, err := runEnv(ctx, env, "debugfs", "-w", "-f", scriptPath, img); err != nil {
 		return err
 	}
 	for i, f := range files {

@@ -150,9 +150,9 @@ exec "$@"`
 
 // runMasked runs a tool with the masked directories hidden. Without masks
 // it is run.
-func runMasked(ctx context.Context, masks []bindMask, tool string, args ...string) ([]byte, error) {
+func runMasked(ctx context.Context, env []string, masks []bindMask, tool string, args ...string) ([]byte, error) {
 	if len(masks) == 0 {
-		return run(ctx, tool, args...)
+		return runEnv(ctx, env, tool, args...)
 	}
 	path, err := lookTool(tool)
 	if err != nil {
@@ -163,7 +163,7 @@ func runMasked(ctx context.Context, masks []bindMask, tool string, args ...strin
 		a = append(a, m.empty, m.target)
 	}
 	a = append(a, "--", path)
-	out, err := run(ctx, "unshare", append(a, args...)...)
+	out, err := runEnv(ctx, env, "unshare", append(a, args...)...)
 	var te *ToolError
 	if errors.As(err, &te) {
 		// Report the tool, not the wrapper.

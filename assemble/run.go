@@ -51,12 +51,17 @@ func lookTool(name string) (string, error) {
 // command and the tail of its stderr, which is where these tools explain
 // themselves. LC_ALL=C keeps messages stable for callers that match them.
 func run(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return runEnv(ctx, nil, name, args...)
+}
+
+// runEnv is run with extra environment variables (SOURCE_DATE_EPOCH).
+func runEnv(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
 	path, err := lookTool(name)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "LVM_SUPPRESS_FD_WARNINGS=1")
+	cmd.Env = append(append(os.Environ(), "LC_ALL=C", "LVM_SUPPRESS_FD_WARNINGS=1"), env...)
 	killGroupOnCancel(cmd)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

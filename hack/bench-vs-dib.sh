@@ -1,7 +1,9 @@
 #!/bin/bash
 # Side-by-side build times of builder and diskimage-builder on this machine,
 # for the same image (`vm debian-minimal`): builder cold (empty cache), builder
-# warm (nothing changed), builder with one late hook changed, and DIB cold.
+# warm (nothing changed), builder with one late hook changed, a cold runner
+# (empty store) with a warm registry cache (a local docker-registry), and
+# DIB cold.
 # Usage: hack/bench-vs-dib.sh [RESULTS_DIR]   (root; DIB from ../shared/tools)
 # Run it on a quiet machine: every figure is wall-clock time.
 set -euo pipefail
@@ -42,7 +44,24 @@ warm=$(timeit builder-warm env OVERWRITE_OLD_IMAGE=1 "$bin" image $elements late
 printf '#!/bin/bash\necho two > /etc/late-change\n' > "$late_hook"
 # shellcheck disable=SC2086
 late=$(timeit builder-late env OVERWRITE_OLD_IMAGE=1 "$bin" image $elements late-change -o "$work/b" --image-cache "$cache")
-unset ELEMENTS_PATH
+# The registry cache: the warm store pushes every step to a local registry,
+# then a runner with an empty store builds the same image from it.
+regport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/registry"
+printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' \
+    "$work/registry/data" "$regport" > "$work/registry/config.yml"
+docker-registry serve "$work/registry/config.yml" > "$work/registry/log" 2>&1 &
+regpid=$!
+trap 'kill $regpid 2>/dev/null; rm -rf "$work"' EXIT
+printf '[[registry]]\nlocation = "127.0.0.1:%s"\ninsecure = true\n' "$regport" > "$work/registry/registries.conf"
+export CONTAINERS_REGISTRIES_CONF=$work/registry/registries.conf
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$regport/v2/" >/dev/null && break; sleep 0.2; done
+# shellcheck disable=SC2086
+push=$(timeit builder-push env OVERWRITE_OLD_IMAGE=1 "$bin" image $elements late-change -o "$work/b" --image-cache "$cache" --cache-to "127.0.0.1:$regport/bench")
+mkdir -p "$work/runner"
+# shellcheck disable=SC2086
+regrun=$(timeit builder-registry-runner "$bin" image $elements late-change -o "$work/runner/b" --image-cache "$work/cache-runner" --cache-from "127.0.0.1:$regport/bench")
+unset ELEMENTS_PATH CONTAINERS_REGISTRIES_CONF
 bsize=$(stat -c %s "$work/b.qcow2")
 bvsize=$(qemu-img info --output=json "$work/b.qcow2" | awk -F'[:,]' '/"virtual-size"/{print $2; exit}')
 
@@ -59,6 +78,8 @@ dvsize=$(qemu-img info --output=json "$work/d.qcow2" | awk -F'[:,]' '/"virtual-s
     printf '%-28s %10s %14s %14s\n' "builder cold" "$cold" "$bsize" "$bvsize"
     printf '%-28s %10s\n' "builder warm (no change)" "$warm"
     printf '%-28s %10s\n' "builder late hook changed" "$late"
+    printf '%-28s %10s\n' "builder push to registry" "$push"
+    printf '%-28s %10s\n' "cold runner, warm registry" "$regrun"
     printf '%-28s %10s %14s %14s\n' "DIB cold" "$dib" "$dsize" "$dvsize"
     awk -v c="$cold" -v d="$dib" 'BEGIN{printf "builder cold / DIB cold = %.2f\n", c/d}'
 } | tee "$results/summary.txt"

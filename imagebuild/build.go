@@ -127,6 +127,12 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 		t.Printf("removed what %d killed build(s) left behind", n)
 	}
 
+	// The registry cache pushes in the background while the build goes on.
+	plan.registry = &rootfs.RegistryCache{From: req.CacheFrom, To: req.CacheTo, TLSVerify: req.CacheTLSVerify,
+		Note: func(s string) { rep.Note("%s", s) }}
+	plan.registry.Start(ctx, store)
+	stack.Push("registry cache pushes", func() error { plan.registry.Abort(); return nil })
+
 	base, err := plan.ensureBase(ctx, rep, store, req, ws, run)
 	if err != nil {
 		return nil, err
@@ -134,6 +140,9 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 
 	if err := checkSizeAgainstBase(req, store, base); err != nil {
 		return nil, inputError(err)
+	}
+	if err := plan.setEpoch(ctx, req, store, base); err != nil {
+		return nil, err
 	}
 	used := []cache.Step{{Phase: "base", Image: base.Name, Key: base.Key}}
 	plan.onStep = func(st rootfs.Step, img rootfs.Image) {
@@ -155,6 +164,16 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	res.Disk = disk
 	for _, o := range outs {
 		res.Outputs = append(res.Outputs, o.Final)
+	}
+	if req.CacheTo != "" {
+		// Pushes ran beside the outputs; what is left is waited for here.
+		ct := rep.Phase("cache push", req.CacheTo)
+		n, took, perr := plan.registry.Wait()
+		if perr != nil {
+			ct.Done(fmt.Sprintf("%d images pushed; not all: %v (the build is complete; the next one pushes again)", n, plan.redact.Error(perr)))
+		} else {
+			ct.Done(fmt.Sprintf("%d images pushed (%s since the build began pushing)", n, took.Round(100*time.Millisecond)))
+		}
 	}
 	if err := cache.RecordBuild(ws, filepath.Base(imageName(req)), cache.Build{Time: time.Now(), Steps: used}); err != nil {
 		rep.Note("warning: %v", err)
@@ -245,6 +264,16 @@ func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporte
 		DebugOut:   req.DebugOut,
 		Warn:       func(s string) { rep.Note("warning: %s", p.redact.String(s)) },
 		OnStep:     p.onStep,
+		Registry:   p.registry,
+		Note:       func(s string) { rep.Note("%s", s) },
+	}
+	if req.ExplainKeys != "" {
+		f, err := os.OpenFile(req.ExplainKeys, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return rootfs.Image{}, fmt.Errorf("--explain-keys: %w", err)
+		}
+		defer f.Close()
+		opts.ExplainKeys = f
 	}
 	if err := p.startAptRun(run, stack); err != nil {
 		return rootfs.Image{}, err
@@ -278,7 +307,9 @@ func (p *plan) runPhases(ctx context.Context, req Request, rep *progress.Reporte
 	if err != nil {
 		return rootfs.Image{}, err
 	}
-	rest = append(rest, treeStep(rep, "finalise-base", "resolv.conf, /tmp, logs", rootfs.FinaliseBase))
+	fin := treeStep(rep, "finalise-base", "resolv.conf, /tmp, logs", rootfs.FinaliseBaseAt(p.epoch))
+	fin.Identity = fmt.Sprintf("epoch=%d", p.epoch)
+	rest = append(rest, fin)
 	return store.RunChain(ctx, img, rest, opts)
 }
 
@@ -387,8 +418,45 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 	}
 
 	var disk *assemble.Disk
+	// The same image and options as the last build of this name: its
+	// outputs again, without laying out and converting (reuse.go).
+	reuseKey := plan.reuseKey(req, final, outs)
+	reused := false
+	if rec, ok := plan.reusable(req, reuseKey, outs); ok && !req.NoCache {
+		rt := rep.Phase("outputs reused", "same image and output options as the last build of "+filepath.Base(imageName(req)))
+		if err := rec.place(plan.reuseDir(req), outs); err != nil {
+			rt.Done(fmt.Sprintf("not reused: %v", err))
+			for _, o := range outs {
+				for _, ext := range []string{"", ".md5", ".sha256"} {
+					os.Remove(o.Temp + ext)
+				}
+			}
+		} else {
+			rt.Done("")
+			reused, disk = true, rec.Disk
+		}
+	}
+	if !reused && plan.epoch > 0 {
+		// Same inputs, same bytes: the outputs are written from a view
+		// of the image whose times are no later than SOURCE_DATE_EPOCH.
+		vt := rep.Phase("reproducible", fmt.Sprintf("SOURCE_DATE_EPOCH=%d (%s)", plan.epoch, time.Unix(plan.epoch, 0).UTC().Format(time.RFC3339)))
+		view, release, err := store.View(ctx, final, fmt.Sprintf("builder-%s-outputs", run.ID))
+		if err != nil {
+			vt.Fail(err)
+			return nil, err
+		}
+		vh := stack.Push("output view", release)
+		defer vh.Release()
+		n, err := rootfs.ClampTimes(view, plan.epoch)
+		if err != nil {
+			vt.Fail(err)
+			return nil, err
+		}
+		root = view
+		vt.Done(fmt.Sprintf("%d times clamped", n))
+	}
 	rawPath := ""
-	if plan.disk {
+	if plan.disk && !reused {
 		if disk, rawPath, err = buildDisk(ctx, req, rep, root, plan, run, outs); err != nil {
 			return nil, err
 		}
@@ -398,14 +466,14 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 	// One failed output stops the others (errgroup cancels their context).
 	g, gctx := errgroup.WithContext(ctx)
 	for _, o := range outs {
-		if o.Type == "raw" {
+		if o.Type == "raw" || reused {
 			continue
 		}
 		g.Go(func() error {
 			ct := rep.Phase("write "+o.Type, filepath.Base(o.Final))
 			var err error
 			if treeTypes[o.Type] {
-				err = assemble.WriteTree(gctx, root, o.Temp, assemble.TreeFormat(o.Type))
+				err = assemble.WriteTree(gctx, root, o.Temp, assemble.TreeFormat(o.Type), plan.epoch)
 			} else if ramdiskTypes[o.Type] {
 				err = plan.writeRamdiskOutput(gctx, root, o, ct) // ramdisk.go
 			} else {
@@ -414,6 +482,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 					Compress:       !req.Uncompressed,
 					Compression:    "zstd",
 					QemuImgOptions: req.QemuImgOpts,
+					Reproducible:   plan.epoch > 0,
 				})
 				if note != "" {
 					ct.Printf("%s", note)
@@ -450,7 +519,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		return nil, err
 	}
 
-	if req.Checksum != "" {
+	if req.Checksum != "" && !reused {
 		ct := rep.Phase("checksum", req.Checksum)
 		for _, o := range outs {
 			if err := writeChecksums(o, req.Checksum); err != nil {
@@ -460,6 +529,18 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		}
 		ct.Done("")
 	}
+	if !reused && len(outs) > 0 {
+		if err := plan.keep(req, reuseKey, outs, disk); err != nil {
+			rep.Note("note: outputs are not kept for reuse: %v", err)
+		}
+	}
+	return placeOutputs(ctx, req, rep, final, plan, outs, disk, tempHandles, placeManifests, stack)
+}
+
+// placeOutputs stages the files hooks wrote as outputs and puts every
+// complete output in place together.
+func placeOutputs(ctx context.Context, req Request, rep *progress.Reporter, final rootfs.Image, plan *plan, outs []output,
+	disk *assemble.Disk, tempHandles map[string]cleanup.Handle, placeManifests func() error, stack *cleanup.Stack) (*assemble.Disk, error) {
 	// Files hooks wrote as outputs (DIB's $IMAGE_NAME.* in their working
 	// directory), staged beside the others.
 	hooked, err := collectHookOutputs(final, req)
@@ -481,8 +562,12 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		pt.Printf("note: a hook left %s in its working directory; only files named after the image (%s.*) become outputs", n, filepath.Base(imageName(req)))
 	}
 	for _, o := range outs {
-		if err := keepOld(o.Final, req.Env["OVERWRITE_OLD_IMAGE"]); err != nil {
-			return nil, err
+		// A reused output that is still in place is the same file: no
+		// dated copy of it.
+		if !sameFile(o.Final, o.Temp) {
+			if err := keepOld(o.Final, req.Env["OVERWRITE_OLD_IMAGE"]); err != nil {
+				return nil, err
+			}
 		}
 		if err := os.Rename(o.Temp, o.Final); err != nil {
 			return nil, fmt.Errorf("put %s in place: %w", o.Final, err)
@@ -517,7 +602,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 // else as a scratch file the conversions read.
 func buildDisk(ctx context.Context, req Request, rep *progress.Reporter, root string, plan *plan, run *runDir, outs []output) (*assemble.Disk, string, error) {
 	t := rep.Phase("assemble", layoutName(plan.layout.Source))
-	spec := assemble.DiskSpec{RootDir: root, Layout: plan.layout, HeadroomBytes: 256 << 20}
+	spec := assemble.DiskSpec{RootDir: root, Layout: plan.layout, HeadroomBytes: 256 << 20, Epoch: plan.epoch}
 	if req.ImageSizeGiB > 0 {
 		spec.SizeBytes = int64(req.ImageSizeGiB * (1 << 30))
 	}
@@ -596,6 +681,15 @@ func stageManifests(root, manifestDir string, outs []output, runID string, stack
 		h.Forget()
 		return nil
 	}, nil
+}
+
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }
 
 // keepOld renames an existing output with its date, as DIB does, unless

@@ -36,6 +36,9 @@ var hostOnlyVars = map[string]bool{
 	"COLUMNS": true, "LINES": true, "HOME": true, "PATH": true, "TMPDIR": true, "SHELL": true,
 	"HOSTNAME": true, "USER": true, "LOGNAME": true, "EDITOR": true, "VISUAL": true, "PAGER": true,
 	"LESS": true, "LESSOPEN": true, "LESSCLOSE": true, "OLDPATH": true, "MOTD_SHOWN": true,
+	// Set by podman, docker and systemd-nspawn for what runs in them: where
+	// builder runs, not what it builds.
+	"container": true, "container_uuid": true,
 }
 
 // hostOnlyPrefixes: session (XDG_*), terminal programs, sudo's own record

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"builder/assemble"
@@ -20,6 +21,12 @@ import (
 
 // plan is a resolved build: elements, the hooks tree and the environment.
 type plan struct {
+	// epoch is SOURCE_DATE_EPOCH (setEpoch): the caller's, or the base's;
+	// 0 when neither gives one.
+	epoch int64
+	// registry is the step cache in container registries (--cache-from,
+	// --cache-to); disabled when neither is set.
+	registry *rootfs.RegistryCache
 	res      *elements.Resolution
 	tree     *elements.Tree
 	env      map[string]string // after environment.d, on the host
@@ -76,8 +83,12 @@ func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, d
 		"IMAGE_TYPE":      firstOr(req.Types, "qcow2"),
 		"FS_TYPE":         "ext4",
 		// DIB's hooks run with the interpreter that runs DIB.
-		"DIB_PYTHON_EXEC":   hostPython(),
-		"PS4":               "+ ${BASH_SOURCE[0]##*/}:${LINENO}: ",
+		"DIB_PYTHON_EXEC": hostPython(),
+		"PS4":             "+ ${BASH_SOURCE[0]##*/}:${LINENO}: ",
+		// Nothing in a build can answer a question; DIB's install-packages
+		// says the same. Set by builder, a caller's value (a CI image's
+		// ENV) does not split the cache between runners.
+		"DEBIAN_FRONTEND":   "noninteractive",
 		"BUILDER_USER_HOME": os.Getenv("HOME"),
 		"ELEMENTS_PATH":     strings.Join(elementsPath, ":"),
 		"DIB_ARGS":          strings.Join(dibArgs(req), " "),
@@ -119,10 +130,12 @@ func hookEnvironment(req Request, res *elements.Resolution, cache, builtinDir, d
 	if env["DIB_DEFAULT_INSTALLTYPE"] == "" {
 		env["DIB_DEFAULT_INSTALLTYPE"] = "source"
 	}
-	if deb == "" {
+	// The host's mirrors are defaults for the caller's: unused (and so not
+	// part of any key) when the caller names the mirror.
+	if deb == "" || req.Env["DIB_DISTRIBUTION_MIRROR"] != "" || req.Env["DIB_DEBIAN_DISTRIBUTION_MIRROR"] != "" {
 		delete(env, "BUILDER_HOST_DEBIAN_MIRROR")
 	}
-	if sec == "" {
+	if sec == "" || req.Env["DIB_DEBIAN_SECURITY_MIRROR"] != "" {
 		delete(env, "BUILDER_HOST_DEBIAN_SECURITY_MIRROR")
 	}
 	return env, user
@@ -149,17 +162,67 @@ func hostPython() string {
 // the build was not started from one.
 func dibArgs(req Request) []string {
 	if len(req.Args) > 0 {
-		return req.Args
+		return withoutLocalFlags(req.Args)
 	}
 	return req.Elements
+}
+
+// withoutLocalFlags drops the flags of Local settings (and their values)
+// from a command line, and keeps only the name of -o (as IMAGE_NAME):
+// where this machine writes the image is not part of it.
+func withoutLocalFlags(args []string) []string {
+	local := map[string]Setting{}
+	for _, st := range Settings {
+		if st.Local && st.Flag != "" {
+			local["--"+st.Flag] = st
+			if st.Short != "" {
+				local["-"+st.Short] = st
+			}
+		}
+	}
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		name, value, hasValue := strings.Cut(a, "=")
+		if name == "-o" || name == "--output" {
+			switch {
+			case hasValue:
+				out = append(out, name+"="+filepath.Base(value))
+			case i+1 < len(args):
+				out = append(out, name, filepath.Base(args[i+1]))
+				i++
+			default:
+				out = append(out, a)
+			}
+			continue
+		}
+		st, ok := local[name]
+		if !ok {
+			out = append(out, a)
+			continue
+		}
+		if !hasValue && st.Kind != Bool && st.Kind != Int && i+1 < len(args) {
+			i++ // the flag's value
+		}
+	}
+	return out
 }
 
 // dibEnv is DIB_ENV: the caller's DIB_* variables as `export` prints them,
 // with secret-looking values redacted (it ends up in manifests).
 func dibEnv(env map[string]string) string {
+	local := map[string]bool{}
+	for _, st := range Settings {
+		if st.Local && st.Env != "" {
+			local[st.Env] = true
+		}
+	}
 	var lines []string
 	for _, k := range sortedKeys(env) {
-		if !strings.HasPrefix(k, "DIB_") {
+		if !strings.HasPrefix(k, "DIB_") || local[k] {
 			continue
 		}
 		v := env[k]
@@ -364,6 +427,7 @@ func (p *plan) ensureBase(ctx context.Context, rep *progress.Reporter, store *ro
 		Offline:  req.Offline,
 		Log:      logWriter(req, &log),
 		Progress: t,
+		Registry: p.registry,
 	})
 	if err != nil {
 		t.Fail(err)
@@ -712,4 +776,31 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// setEpoch fixes the build's SOURCE_DATE_EPOCH: the caller's, else the
+// base's (rootfs.BaseEpoch); hooks get it, and it is part of every step's
+// key (a builder variable, not a caller's one that only counts where
+// mentioned).
+func (p *plan) setEpoch(ctx context.Context, req Request, store *rootfs.Store, base rootfs.Image) error {
+	if v, ok := req.Env["SOURCE_DATE_EPOCH"]; ok && v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("SOURCE_DATE_EPOCH=%q: give seconds since 1970 (e.g. $(date +%%s)), or unset it to take the base's date", v)
+		}
+		p.epoch = n
+	} else {
+		n, err := store.BaseEpoch(ctx, base)
+		if err != nil {
+			return fmt.Errorf("the base's date (SOURCE_DATE_EPOCH): %w", err)
+		}
+		p.epoch = n
+	}
+	if p.epoch > 0 {
+		v := strconv.FormatInt(p.epoch, 10)
+		p.hookEnv["SOURCE_DATE_EPOCH"] = v
+		p.env["SOURCE_DATE_EPOCH"] = v
+		delete(p.userVars, "SOURCE_DATE_EPOCH")
+	}
+	return nil
 }

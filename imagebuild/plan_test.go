@@ -150,3 +150,20 @@ func envPairs(m map[string]string) []string {
 	}
 	return out
 }
+
+// What the image records of the command line leaves out where this machine
+// keeps its caches and how it runs hooks, so the same image built elsewhere
+// records the same.
+func TestDIBArgsLeaveOutLocalFlags(t *testing.T) {
+	args := []string{"-x", "debian", "vm", "-o", "/srv/out/web", "--image-cache", "/var/tmp/c", "--cache-from=r.example/c",
+		"--cache-to", "r.example/c", "--no-tmpfs", "-t", "qcow2,raw", "--isolation", "oci", "-p", "vim"}
+	got := strings.Join(withoutLocalFlags(args), " ")
+	want := "debian vm -o web -t qcow2,raw -p vim"
+	if got != want {
+		t.Errorf("DIB_ARGS = %q, want %q", got, want)
+	}
+	env := dibEnv(map[string]string{"DIB_RELEASE": "bookworm", "DIB_IMAGE_CACHE": "/var/tmp/c", "DIB_NO_TMPFS": "1"})
+	if env != `declare -x DIB_RELEASE="bookworm"` {
+		t.Errorf("DIB_ENV = %q", env)
+	}
+}

@@ -58,6 +58,15 @@ type Request struct {
 	RamdiskElement string
 	// CacheMaxBytes bounds the cache after the build (0: no pruning).
 	CacheMaxBytes int64
+	// CacheFrom and CacheTo are registry repositories steps are taken
+	// from and pushed to (rootfs.RegistryCache); CacheTLSVerify nil
+	// follows registries.conf.
+	CacheFrom      []string
+	CacheTo        string
+	CacheTLSVerify *bool
+	// ExplainKeys names a file that receives what each step's key is made
+	// of (rootfs.ExplainKey).
+	ExplainKeys string
 	// Args is the command line as given (DIB_ARGS for hooks).
 	Args []string
 	// DIBElements is diskimage-builder's element directory, searched after

@@ -2,6 +2,7 @@ package imagebuild
 
 import (
 	"builder/internal/units"
+	"builder/rootfs"
 	"fmt"
 	"slices"
 	"strconv"
@@ -34,7 +35,12 @@ type Setting struct {
 	Kind    Kind
 	Default string
 	Help    string
-	apply   func(r *Request, v string) error
+	// Local settings say where and how this machine builds (caches,
+	// registries, isolation), never what the image holds: they are left
+	// out of what the image records (DIB_ARGS, DIB_ENV), so the same image
+	// built elsewhere has the same bytes.
+	Local bool
+	apply func(r *Request, v string) error
 }
 
 // Settings is the table. Values are strings here (a list is comma
@@ -50,7 +56,7 @@ var Settings = []Setting{
 		apply: func(r *Request, v string) error { r.Arch = v; return nil }},
 	{Name: "packages", Flag: "packages", Short: "p", Kind: List, Help: "extra packages to install, comma separated (repeatable)",
 		apply: func(r *Request, v string) error { r.Packages = splitList(v); return nil }},
-	{Name: "trace", Flag: "trace", Short: "x", Env: "DIB_DEBUG_TRACE", Kind: Int, Help: "trace hooks (DIB_DEBUG_TRACE); repeat for more",
+	{Name: "trace", Local: true, Flag: "trace", Short: "x", Env: "DIB_DEBUG_TRACE", Kind: Int, Help: "trace hooks (DIB_DEBUG_TRACE); repeat for more",
 		apply: func(r *Request, v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
@@ -68,11 +74,11 @@ var Settings = []Setting{
 			r.ImageSizeGiB = gb
 			return nil
 		}},
-	{Name: "image_cache", Flag: "image-cache", Env: "DIB_IMAGE_CACHE", Help: "cache directory (default ~/.cache/image-create)",
+	{Name: "image_cache", Local: true, Flag: "image-cache", Env: "DIB_IMAGE_CACHE", Help: "cache directory (default ~/.cache/image-create)",
 		apply: func(r *Request, v string) error { r.ImageCache = v; return nil }},
-	{Name: "no_tmpfs", Flag: "no-tmpfs", Env: "DIB_NO_TMPFS", Kind: Bool, Help: "work on disk instead of tmpfs",
+	{Name: "no_tmpfs", Local: true, Flag: "no-tmpfs", Env: "DIB_NO_TMPFS", Kind: Bool, Help: "work on disk instead of tmpfs",
 		apply: boolInto(func(r *Request) *bool { return &r.NoTmpfs })},
-	{Name: "min_tmpfs", Flag: "min-tmpfs", Env: "DIB_MIN_TMPFS", Help: "accepted for DIB compatibility (builder sizes its tmpfs use from the free space)",
+	{Name: "min_tmpfs", Local: true, Flag: "min-tmpfs", Env: "DIB_MIN_TMPFS", Help: "accepted for DIB compatibility (builder sizes its tmpfs use from the free space)",
 		apply: func(r *Request, v string) error { return nil }},
 	{Name: "skip_base", Flag: "no-base", Short: "n", Kind: Bool, Help: "do not add the base element",
 		apply: boolInto(func(r *Request) *bool { return &r.SkipBase })},
@@ -101,9 +107,9 @@ var Settings = []Setting{
 		apply: func(r *Request, v string) error { r.RootLabel = v; return nil }},
 	{Name: "mkfs_options", Flag: "mkfs-options", Help: "extra options for the root filesystem's mkfs (DIB: mkfs_root only)",
 		apply: func(r *Request, v string) error { r.MkfsOptions = v; return nil }},
-	{Name: "offline", Flag: "offline", Env: "DIB_OFFLINE", Kind: Bool, Help: "do not ask the mirror for updates; build from what is cached",
+	{Name: "offline", Local: true, Flag: "offline", Env: "DIB_OFFLINE", Kind: Bool, Help: "do not ask the mirror for updates; build from what is cached",
 		apply: boolInto(func(r *Request) *bool { return &r.Offline })},
-	{Name: "isolation", Flag: "isolation", Default: "chroot", Help: "hook isolation: chroot (no runtime needed) or oci (runc)",
+	{Name: "isolation", Local: true, Flag: "isolation", Default: "chroot", Help: "hook isolation: chroot (no runtime needed) or oci (runc)",
 		apply: func(r *Request, v string) error {
 			if v != "chroot" && v != "oci" {
 				return fmt.Errorf("%q: use chroot or oci", v)
@@ -111,11 +117,11 @@ var Settings = []Setting{
 			r.Isolation = v
 			return nil
 		}},
-	{Name: "runtime", Flag: "runtime", Default: "runc", Help: "OCI runtime for --isolation oci",
+	{Name: "runtime", Local: true, Flag: "runtime", Default: "runc", Help: "OCI runtime for --isolation oci",
 		apply: func(r *Request, v string) error { r.Runtime = v; return nil }},
-	{Name: "no_cache", Flag: "no-cache", Kind: Bool, Help: "run every step even when its result is cached",
+	{Name: "no_cache", Local: true, Flag: "no-cache", Kind: Bool, Help: "run every step even when its result is cached",
 		apply: boolInto(func(r *Request) *bool { return &r.NoCache })},
-	{Name: "tmp_dir", Env: "TMP_DIR", Help: "where builds work (default the system's temp dir)",
+	{Name: "tmp_dir", Local: true, Env: "TMP_DIR", Help: "where builds work (default the system's temp dir)",
 		apply: func(r *Request, v string) error { r.TmpDir = v; return nil }},
 	{Name: "elements_path", Env: "ELEMENTS_PATH", Help: "directories of elements, colon separated, searched before builder's own",
 		apply: func(r *Request, v string) error {
@@ -129,7 +135,7 @@ var Settings = []Setting{
 		}},
 	{Name: "ramdisk_element", Flag: "ramdisk-element", Default: "ramdisk", Help: "element builder ramdisk adds first (ramdisk, or dracut-ramdisk); accepted and unused by builder image, as in DIB",
 		apply: func(r *Request, v string) error { r.RamdiskElement = v; return nil }},
-	{Name: "cache_max_size", Flag: "cache-max-size", Env: "BUILDER_CACHE_MAX_SIZE", Default: "20G", Help: "after a build, prune the cache to this size, least recently used first (0: never; the last build of each image is always kept)",
+	{Name: "cache_max_size", Local: true, Flag: "cache-max-size", Env: "BUILDER_CACHE_MAX_SIZE", Default: "20G", Help: "after a build, prune the cache to this size, least recently used first (0: never; the last build of each image is always kept)",
 		apply: func(r *Request, v string) error {
 			n, err := units.ParseBytes(v)
 			if err != nil {
@@ -140,6 +146,39 @@ var Settings = []Setting{
 		}},
 	{Name: "sbom", Flag: "sbom", Kind: Bool, Default: "true", Help: "write NAME.spdx.json (SPDX 2.3) and NAME.d/files.json beside the outputs",
 		apply: boolInto(func(r *Request) *bool { return &r.SBOM })},
+	{Name: "cache_from", Local: true, Flag: "cache-from", Env: "BUILDER_CACHE_FROM", Kind: List, Help: "registry repositories (REGISTRY/REPO, comma separated) to take cached steps from; a miss or a registry that is down only costs time",
+		apply: func(r *Request, v string) error {
+			r.CacheFrom = splitList(v)
+			for _, repo := range r.CacheFrom {
+				if err := rootfs.CheckRepository(repo); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	{Name: "cache_to", Local: true, Flag: "cache-to", Env: "BUILDER_CACHE_TO", Help: "registry repository (REGISTRY/REPO) to push every step of the build to, for other runners' --cache-from (also read from)",
+		apply: func(r *Request, v string) error {
+			r.CacheTo = v
+			if v == "" {
+				return nil
+			}
+			return rootfs.CheckRepository(v)
+		}},
+	{Name: "cache_tls_verify", Local: true, Flag: "cache-tls-verify", Env: "BUILDER_CACHE_TLS_VERIFY", Kind: Bool, Help: "verify the registry cache's TLS certificate (default: as registries.conf says; false as podman's --tls-verify=false)",
+		apply: func(r *Request, v string) error {
+			if v == "" {
+				r.CacheTLSVerify = nil
+				return nil
+			}
+			var b bool
+			if err := boolInto(func(*Request) *bool { return &b })(r, v); err != nil {
+				return err
+			}
+			r.CacheTLSVerify = &b
+			return nil
+		}},
+	{Name: "explain_keys", Local: true, Flag: "explain-keys", Env: "BUILDER_EXPLAIN_KEYS", Help: "append what each step's cache key is made of to this file (why a step was not reused from a cache)",
+		apply: func(r *Request, v string) error { r.ExplainKeys = v; return nil }},
 	{Name: "break", Env: "break", Help: "DIB's break points: after-error, before-PHASE, after-PHASE (comma separated)",
 		apply: func(r *Request, v string) error {
 			b, err := parseBreaks(v)

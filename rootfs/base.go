@@ -52,6 +52,12 @@ type BaseOptions struct {
 	// Progress, if set, gets one line per stage (mirror check, bootstrap,
 	// import).
 	Progress *progress.Task
+	// Registry, if enabled, gives a base the store lacks and takes the
+	// one this build made.
+	Registry *RegistryCache
+	// Epoch is SOURCE_DATE_EPOCH for the bootstrap (set by EnsureBase from
+	// the mirror's Release date): the base tarball is reproducible.
+	Epoch int64
 }
 
 func (b Bootstrap) validate() error {
@@ -85,8 +91,10 @@ func (b Bootstrap) specHash() string {
 }
 
 // mirrorState hashes each source's InRelease (or Release) file: the base is
-// rebuilt exactly when the mirror published something new.
-func (b Bootstrap) mirrorState(ctx context.Context) (string, error) {
+// rebuilt exactly when the mirror published something new. epoch is the
+// newest Date of those files: builds on the base take it as their
+// SOURCE_DATE_EPOCH.
+func (b Bootstrap) mirrorState(ctx context.Context) (state string, epoch int64, err error) {
 	h := sha256.New()
 	client := &http.Client{Timeout: 30 * time.Second}
 	for _, s := range b.Sources {
@@ -104,11 +112,33 @@ func (b Bootstrap) mirrorState(ctx context.Context) (string, error) {
 			errs = append(errs, err)
 		}
 		if body == nil {
-			return "", fmt.Errorf("check mirror %s %s: %w (use --offline to build from the cached base)", uri, suite, errors.Join(errs...))
+			return "", 0, fmt.Errorf("check mirror %s %s: %w (use --offline to build from the cached base)", uri, suite, errors.Join(errs...))
 		}
 		fmt.Fprintf(h, "%s\x00%s\x00%x\x00", uri, suite, sha256.Sum256(body))
+		if t, ok := releaseDate(body); ok && t > epoch {
+			epoch = t
+		}
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(h.Sum(nil)), epoch, nil
+}
+
+// releaseDate reads the Date field of a Release file ("Sat, 09 Nov 2024
+// 10:41:34 UTC").
+func releaseDate(body []byte) (int64, bool) {
+	for _, line := range strings.Split(string(body), "\n") {
+		v, ok := strings.CutPrefix(line, "Date:")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		for _, layout := range []string{time.RFC1123, time.RFC1123Z, "Mon, 2 Jan 2006 15:04:05 MST", "Mon, 2 Jan 2006 15:04:05 -0700"} {
+			if t, err := time.Parse(layout, v); err == nil {
+				return t.Unix(), true
+			}
+		}
+		return 0, false
+	}
+	return 0, false
 }
 
 func httpGet(ctx context.Context, c *http.Client, u string) ([]byte, error) {
@@ -128,25 +158,27 @@ func httpGet(ctx context.Context, c *http.Client, u string) ([]byte, error) {
 }
 
 // BaseKey is the cache key of the base: the recipe plus the mirror's state.
-func (b Bootstrap) BaseKey(ctx context.Context, o BaseOptions) (string, error) {
+// epoch is the mirror's newest Release date (0 offline: the base's label
+// has it).
+func (b Bootstrap) BaseKey(ctx context.Context, o BaseOptions) (key string, epoch int64, err error) {
 	if err := b.validate(); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	spec := b.specHash()
 	record := filepath.Join(o.StateDir, "base-"+spec[:32])
 	if o.Offline {
 		data, err := os.ReadFile(record)
 		if err != nil {
-			return "", fmt.Errorf("offline build: no base was built yet for this operating system and release (build once online)")
+			return "", 0, fmt.Errorf("offline build: no base was built yet for this operating system and release (build once online)")
 		}
-		return strings.TrimSpace(string(data)), nil
+		return strings.TrimSpace(string(data)), 0, nil
 	}
-	state, err := b.mirrorState(ctx)
+	state, epoch, err := b.mirrorState(ctx)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	sum := sha256.Sum256([]byte(spec + "\x00" + state))
-	return hex.EncodeToString(sum[:]), nil
+	return hex.EncodeToString(sum[:]), epoch, nil
 }
 
 // BaseImageName is where the base with this key is stored.
@@ -156,7 +188,7 @@ func BaseImageName(key string) string { return "localhost/builder/base:" + key[:
 // unless the store already has it. cached reports a store hit.
 func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img Image, cached bool, err error) {
 	st := o.Progress.Step("mirror state")
-	key, err := b.BaseKey(ctx, o)
+	key, epoch, err := b.BaseKey(ctx, o)
 	if err != nil {
 		st.Fail(err)
 		return Image{}, false, err
@@ -164,8 +196,23 @@ func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img
 	st.Done("")
 	name := BaseImageName(key)
 	if !o.Refresh && s.HasImage(name) {
+		o.Registry.QueueBase(Image{Name: name, Key: key})
 		return Image{Name: name, Key: key}, true, nil
 	}
+	if !o.Refresh && o.Registry.Enabled() {
+		st = o.Progress.Step("registry cache")
+		if o.Registry.PullBase(ctx, s, key, name) {
+			st.Done("pulled")
+			return Image{Name: name, Key: key}, true, nil
+		}
+		st.Done("not there")
+	}
+	if epoch == 0 {
+		// Offline and the base is gone: it is bootstrapped from the
+		// packages cached, at the time of the recipe's last base.
+		epoch = time.Now().Unix()
+	}
+	o.Epoch = epoch
 	if err := os.MkdirAll(o.TmpDir, 0o700); err != nil {
 		return Image{}, false, err
 	}
@@ -182,11 +229,12 @@ func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img
 	}
 	st.Done(fmt.Sprintf("%d packages requested", len(b.Packages)))
 	st = o.Progress.Step("import into the store")
-	if _, err := s.ImportTarball(ctx, tarPath, name, b.Arch); err != nil {
+	if _, err := s.ImportTarballWithLabels(ctx, tarPath, name, b.Arch, map[string]string{LabelEpoch: fmt.Sprint(epoch)}); err != nil {
 		st.Fail(err)
 		return Image{}, false, err
 	}
 	st.Done("")
+	o.Registry.QueueBase(Image{Name: name, Key: key})
 	if o.StateDir != "" {
 		if err := os.MkdirAll(o.StateDir, 0o755); err == nil {
 			rec := filepath.Join(o.StateDir, "base-"+b.specHash()[:32])
@@ -242,8 +290,12 @@ func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptio
 	args = append(args, b.Suite, tarPath)
 	args = append(args, b.Sources...)
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
-	// mmdebstrap builds the tree in TMPDIR before packing it.
+	// mmdebstrap builds the tree in TMPDIR before packing it; with
+	// SOURCE_DATE_EPOCH it clamps times and drops what varies per run.
 	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Dir(tarPath))
+	if o.Epoch > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("SOURCE_DATE_EPOCH=%d", o.Epoch))
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var tail tailBuffer

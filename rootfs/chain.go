@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"builder/internal/cleanup"
+	"builder/internal/flock"
 	"builder/internal/version"
 )
 
@@ -121,8 +122,9 @@ type Image struct {
 	// them, and their content is never part of a layer.
 	Mounts []Mount
 	// Outputs are directories holding files steps wrote as outputs (see
-	// Step.DirIsOutputs), oldest first.
-	Outputs []string
+	// Step.DirIsOutputs), oldest first; OutputKeys are those steps' keys.
+	Outputs    []string
+	OutputKeys []string
 }
 
 // ChainOptions are the settings shared by all steps of a build.
@@ -149,6 +151,14 @@ type ChainOptions struct {
 	// OnStep is told each step's result, cached or made (the build records
 	// which images it used).
 	OnStep func(st Step, img Image)
+	// Registry, if enabled, gives steps the store lacks and takes the
+	// steps of this build (RegistryCache.Start must have been called for
+	// pushes).
+	Registry *RegistryCache
+	// Note receives informational lines (steps taken from a registry).
+	Note func(string)
+	// ExplainKeys, if set, receives what each step's key is made of.
+	ExplainKeys io.Writer
 }
 
 // StepKey chains a step's key onto its parent's: a hash of everything that
@@ -161,13 +171,25 @@ type ChainOptions struct {
 // same key.
 func StepKey(parent string, s Step) string {
 	h := sha256.New()
-	field := func(name string, vals ...string) {
-		fmt.Fprintf(h, "%s\x00%d\x00", name, len(vals))
-		for _, v := range vals {
+	for _, f := range stepKeyFields(parent, s) {
+		fmt.Fprintf(h, "%s\x00%d\x00", f.name, len(f.vals))
+		for _, v := range f.vals {
 			fmt.Fprintf(h, "%s\x00", v)
 		}
 	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type keyField struct {
+	name string
+	vals []string
+}
+
+// stepKeyFields is everything a step's key is made of, in order.
+func stepKeyFields(parent string, s Step) []keyField {
 	norm := s.normalizer()
+	var fs []keyField
+	field := func(name string, vals ...string) { fs = append(fs, keyField{name, vals}) }
 	field("builder-step-v2", codeID())
 	field("parent", parent)
 	field("kind", s.Kind.String())
@@ -187,7 +209,21 @@ func StepKey(parent string, s Step) string {
 	field("mount-at", norm(s.MountAt))
 	field("dir", norm(s.Dir))
 	field("flags", fmt.Sprint(s.ContentKeyed), fmt.Sprint(s.ResolvConf), fmt.Sprint(s.Pseudo), fmt.Sprint(s.DirIsOutputs))
-	return hex.EncodeToString(h.Sum(nil))
+	return fs
+}
+
+// ExplainKey writes what a step's key is made of, one field per line (for
+// `BUILDER_EXPLAIN_KEYS`: why a step was not found in a cache).
+func ExplainKey(w io.Writer, parent string, s Step) {
+	fmt.Fprintf(w, "step %s key %s\n", s.Name, StepKey(parent, s))
+	for _, f := range stepKeyFields(parent, s) {
+		for _, v := range f.vals {
+			fmt.Fprintf(w, "  %s: %q\n", f.name, v)
+		}
+		if len(f.vals) == 0 {
+			fmt.Fprintf(w, "  %s: (none)\n", f.name)
+		}
+	}
 }
 
 // codeID is builder's code identity (a variable for the key test).
@@ -239,7 +275,8 @@ const (
 // change late in the chain re-runs only the steps from there on.
 func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainOptions) (Image, error) {
 	cur := base
-	for i, st := range steps {
+	for i := 0; i < len(steps); i++ {
+		st := steps[i]
 		if err := ctx.Err(); err != nil {
 			return Image{}, err
 		}
@@ -247,6 +284,14 @@ func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainO
 		if st.BreakBefore || st.BreakAfter {
 			// A debug shell may change the tree: keep that out of the cache.
 			st.Identity += "\x00break-" + o.RunID
+		}
+		if o.ExplainKeys != nil && !st.ContentKeyed {
+			ExplainKey(o.ExplainKeys, cur.Key, st)
+		}
+		if n, img, ok := s.fromRegistry(ctx, cur, steps[i:], o); ok {
+			cur = img
+			i += n - 1
+			continue
 		}
 		if st.Begin != nil {
 			st.Begin()
@@ -261,9 +306,78 @@ func (s *Store) RunChain(ctx context.Context, base Image, steps []Step, o ChainO
 		if o.OnStep != nil {
 			o.OnStep(st, next)
 		}
+		if next.Name != cur.Name {
+			o.Registry.queueStep(next)
+		}
 		cur = next
 	}
 	return cur, nil
+}
+
+// fromRegistry takes steps from the registry cache when the store lacks
+// the next one: of the steps whose keys are known before anything runs (up
+// to a content-keyed or debug step), the last one the registry has is
+// pulled, with every layer below it, and the steps up to it are done. n is
+// how many steps that covered.
+func (s *Store) fromRegistry(ctx context.Context, cur Image, steps []Step, o ChainOptions) (n int, img Image, ok bool) {
+	if !o.Registry.Enabled() || o.NoCache {
+		return 0, Image{}, false
+	}
+	var keys []string
+	parent := cur.Key
+	for _, st := range steps {
+		if st.ContentKeyed || st.BreakBefore || st.BreakAfter {
+			break
+		}
+		k := StepKey(parent, st)
+		if len(keys) == 0 && s.HasImage(CacheImageName(k)) {
+			return 0, Image{}, false // the store has the next step
+		}
+		keys = append(keys, k)
+		parent = k
+	}
+	for j := len(keys) - 1; j >= 0; j-- {
+		if ctx.Err() != nil {
+			return 0, Image{}, false
+		}
+		got, repo, ok := o.Registry.pullStep(ctx, s, cur, keys[j], o.RunID)
+		if !ok {
+			continue
+		}
+		for k := 0; k <= j; k++ {
+			st := steps[k]
+			if st.Begin != nil {
+				st.Begin()
+			}
+			if st.End != nil {
+				st.End(true, nil)
+			}
+			if o.OnStep != nil {
+				if k == j {
+					o.OnStep(st, got)
+				} else {
+					o.OnStep(st, Image{Key: keys[k]})
+				}
+			}
+		}
+		if o.Note != nil {
+			o.Note(fmt.Sprintf("%d step(s) up to %s taken from the registry cache %s", j+1, steps[j].Name, repo))
+		}
+		return j + 1, got, true
+	}
+	return 0, Image{}, false
+}
+
+// queueStep pushes a step's image (and its outputs) to the registry cache.
+func (r *RegistryCache) queueStep(img Image) {
+	if r == nil || r.To == "" || img.Key == "" || img.Name != CacheImageName(img.Key) {
+		return
+	}
+	outputs := ""
+	if n := len(img.OutputKeys); n > 0 && img.OutputKeys[n-1] == img.Key {
+		outputs = img.Outputs[len(img.Outputs)-1]
+	}
+	r.queue(img.Name, "step-"+img.Key, outputs)
 }
 
 func (s *Store) runOne(ctx context.Context, cur Image, st Step, idx int, o ChainOptions) (Image, bool, error) {
@@ -277,6 +391,24 @@ func (s *Store) runOne(ctx context.Context, cur Image, st Step, idx int, o Chain
 			return img, true, nil
 		}
 	}
+	if !o.NoCache {
+		// Builds running at once (a pipeline's images) that reach the
+		// same step make it once: the others wait and take it.
+		l, err := flock.Wait(ctx, filepath.Join(s.dir, "locks", "step-"+key[:40]+".lock"), "step "+st.Name, func(holder string) {
+			if o.Note != nil {
+				o.Note(fmt.Sprintf("waiting for another build making the same step %s (%s)", st.Name, holder))
+			}
+		})
+		if err != nil {
+			return Image{}, false, err
+		}
+		defer l.Unlock()
+		if s.HasImage(name) {
+			if img, ok := s.cached(cur, name, key); ok {
+				return img, true, nil
+			}
+		}
+	}
 	return s.runStep(ctx, cur, st, idx, o)
 }
 
@@ -287,13 +419,14 @@ func (s *Store) cached(parent Image, name, key string) (Image, bool) {
 	if !s.imageHas(name, completeBigData) {
 		return Image{}, false
 	}
-	img := Image{Name: name, Key: key, Mounts: s.imageMounts(name), Outputs: parent.Outputs}
+	img := Image{Name: name, Key: key, Mounts: s.imageMounts(name), Outputs: parent.Outputs, OutputKeys: parent.OutputKeys}
 	if s.imageHas(name, outputsBigData) {
 		dir := s.OutputsDir(key)
 		if _, err := os.Stat(filepath.Join(dir, outputsStamp)); err != nil {
 			return Image{}, false
 		}
 		img.Outputs = append(append([]string(nil), parent.Outputs...), dir)
+		img.OutputKeys = append(append([]string(nil), parent.OutputKeys...), key)
 	}
 	return img, true
 }
@@ -455,7 +588,7 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 		if !changed && !wrote {
 			// Nothing in the tree changed: later steps build on the same
 			// image, under a key that says this step ran.
-			return Image{Name: from.Name, Key: key, Mounts: mounts, Outputs: from.Outputs}, false, nil
+			return Image{Name: from.Name, Key: key, Mounts: mounts, Outputs: from.Outputs, OutputKeys: from.OutputKeys}, false, nil
 		}
 		if name := CacheImageName(key); !o.NoCache && s.HasImage(name) {
 			if img, ok := s.cached(from, name, key); ok {
@@ -464,7 +597,7 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 		}
 	}
 	name := CacheImageName(key)
-	outputs := from.Outputs
+	outputs, outKeys := from.Outputs, from.OutputKeys
 	if wrote {
 		// Kept before the commit: an image that says it has outputs
 		// always has them complete.
@@ -473,8 +606,20 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 			return Image{}, false, fmt.Errorf("step %s: keep its outputs: %w", st.Name, err)
 		}
 		outputs = append(append([]string(nil), from.Outputs...), dir)
+		outKeys = append(append([]string(nil), from.OutputKeys...), key)
 	}
-	id, err := c.Commit(ctx, name)
+	// What the store keeps beside the image, in its configuration too, so
+	// a registry carries it (registry.go).
+	labels := map[string]string{labelKey: key, labelMounts: "", labelOutputs: ""}
+	if len(mounts) > 0 {
+		data, _ := json.Marshal(mounts)
+		labels[labelMounts] = string(data)
+	}
+	if len(outKeys) > 0 {
+		data, _ := json.Marshal(outKeys)
+		labels[labelOutputs] = string(data)
+	}
+	id, err := c.Commit(ctx, name, labels)
 	if err != nil {
 		return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
 	}
@@ -492,7 +637,7 @@ func (s *Store) runStep(ctx context.Context, from Image, st Step, idx int, o Cha
 	if err = s.st.SetImageBigData(id, completeBigData, []byte("1"), nil); err != nil {
 		return Image{}, false, fmt.Errorf("step %s: %w", st.Name, err)
 	}
-	return Image{Name: name, Key: key, Mounts: mounts, Outputs: outputs}, false, nil
+	return Image{Name: name, Key: key, Mounts: mounts, Outputs: outputs, OutputKeys: outKeys}, false, nil
 }
 
 // contentKey names a content-keyed step's result.

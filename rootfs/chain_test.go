@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -288,5 +290,48 @@ exit 0`
 	}
 	if readInImage(t, s, img, "etc/from-outside") != "" {
 		t.Errorf("the target file is missing from the committed image")
+	}
+}
+
+// Two builds at once that reach the same step make it once: the second
+// waits for the first and takes its result.
+func TestConcurrentBuildsMakeASharedStepOnce(t *testing.T) {
+	s, base := testStore(t)
+	ctx := context.Background()
+	var mu sync.Mutex
+	runs := 0
+	step := Step{Name: "shared", Kind: Tree, Identity: "shared-1",
+		Edit: func(ctx context.Context, root string) error {
+			mu.Lock()
+			runs++
+			mu.Unlock()
+			time.Sleep(2 * time.Second)
+			return os.WriteFile(filepath.Join(root, "etc/shared"), []byte("once\n"), 0o644)
+		}}
+	imgs := make([]Image, 2)
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i := range imgs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			var stack cleanup.Stack
+			imgs[i], errs[i] = s.RunChain(ctx, base, []Step{step}, ChainOptions{RunID: fmt.Sprintf("c%d", i), Cleanup: &stack})
+			if err := stack.Run(); err != nil && errs[i] == nil {
+				errs[i] = err
+			}
+		}(i)
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runs != 1 {
+		t.Errorf("the shared step ran %d times, want once", runs)
+	}
+	if imgs[0].Name != imgs[1].Name {
+		t.Errorf("two images for one step: %s and %s", imgs[0].Name, imgs[1].Name)
 	}
 }

@@ -117,8 +117,16 @@ func (c *Container) Unmount() error {
 }
 
 // Commit writes the container's changes as a new image named name and
-// returns its ID.
-func (c *Container) Commit(ctx context.Context, name string) (string, error) {
+// returns its ID. Labels with an empty value are removed (a child image
+// inherits its parent's).
+func (c *Container) Commit(ctx context.Context, name string, labels map[string]string) (string, error) {
+	for k, v := range labels {
+		if v == "" {
+			c.b.UnsetLabel(k)
+		} else {
+			c.b.SetLabel(k, v)
+		}
+	}
 	ref, err := c.s.ref(name)
 	if err != nil {
 		return "", fmt.Errorf("commit %s: %w", name, err)
@@ -126,7 +134,7 @@ func (c *Container) Commit(ctx context.Context, name string) (string, error) {
 	id, _, _, err := c.b.Commit(ctx, ref, buildah.CommitOptions{
 		SystemContext:       c.s.sc,
 		SignaturePolicyPath: c.s.sc.SignaturePolicyPath,
-		// Layers are never pushed; compressing them would only cost time.
+		// Layers are compressed when pushed to a registry cache, not here.
 		Compression: 0,
 	})
 	if err != nil {

@@ -39,7 +39,7 @@ func TestChainRedoesStepCommittedButNotRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Commit(ctx, CacheImageName(StepKey(base.Key, st))); err != nil {
+	if _, err := c.Commit(ctx, CacheImageName(StepKey(base.Key, st)), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Delete(); err != nil {

@@ -11,6 +11,7 @@ import (
 	"os/user"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -26,6 +27,7 @@ import (
 	"builder/cmd/pipelinecmd"
 	"builder/cmd/publishcmd"
 	"builder/cmd/ramdiskcmd"
+	"builder/cmd/versioncmd"
 	"builder/internal/doctor"
 	"builder/rootfs"
 )
@@ -53,9 +55,17 @@ func run() int {
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
+		first := time.Now()
 		fmt.Fprintf(os.Stderr, "\nbuilder: %s: stopping and cleaning up (again to abort at once)\n", s)
 		cancel()
-		<-sigs
+		for range sigs {
+			// One stop often arrives twice at once: timeout(1) and CI
+			// runners signal the process and its group, a terminal's
+			// Ctrl-C the whole group. Only a later one means "at once".
+			if time.Since(first) > time.Second {
+				break
+			}
+		}
 		fmt.Fprintln(os.Stderr, "builder: aborted; the next build removes what is left")
 		os.Exit(130)
 	}()
@@ -86,7 +96,7 @@ func run() int {
 	})
 	root.AddCommand(imagecmd.NewCmdImage(nil), boottestcmd.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
 		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil), doctorcmd.NewCmdDoctor(nil))
-	root.AddCommand(ramdiskcmd.NewCmdRamdisk(nil), cachecmd.NewCmdCache())
+	root.AddCommand(ramdiskcmd.NewCmdRamdisk(nil), cachecmd.NewCmdCache(), versioncmd.NewCmdVersion(nil))
 	root.AddCommand(diffcmd.NewCmdDiff())
 	strictArgs(root)
 	err := root.ExecuteContext(ctx)

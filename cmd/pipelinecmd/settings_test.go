@@ -26,6 +26,10 @@ func sampleValue(s imagebuild.Setting) string {
 		return "oci"
 	case "cache_max_size":
 		return "5G"
+	case "cache_from":
+		return "127.0.0.1:5000/a/cache,127.0.0.1:5000/b/cache"
+	case "cache_to":
+		return "127.0.0.1:5000/a/cache"
 	}
 	switch s.Kind {
 	case imagebuild.Bool:

@@ -73,16 +73,27 @@ func computeCodeID() string {
 			return "rev:" + rev + ":" + runtime.Version()
 		}
 	}
-	exe, err := os.Executable()
-	if err == nil {
+	// The running executable: through /proc/self/exe first, which works
+	// where its path does not (a rootless build re-executes itself in a
+	// user namespace, where a bind-mounted binary's path may not open).
+	for _, exe := range executables() {
 		if f, err := os.Open(exe); err == nil {
-			defer f.Close()
 			h := sha256.New()
-			if _, err := io.Copy(h, f); err == nil {
+			_, err := io.Copy(h, f)
+			f.Close()
+			if err == nil {
 				return "exe:" + hex.EncodeToString(h.Sum(nil))
 			}
 		}
 	}
 	// Unknown: never equal to any other run's, so nothing is reused.
 	return "unknown:" + rand.Text()
+}
+
+func executables() []string {
+	out := []string{"/proc/self/exe"}
+	if exe, err := os.Executable(); err == nil {
+		out = append(out, exe)
+	}
+	return out
 }

@@ -77,6 +77,10 @@ func (w Workspace) Elements() string { return filepath.Join(w.builderDir(), "ele
 // Downloads holds verified downloads (DIB_LOCAL_IMAGE URLs, cache-url).
 func (w Workspace) Downloads() string { return filepath.Join(w.Cache, "downloads") }
 
+// Outputs keeps the last outputs of each image name, reused when a build
+// ends with the same image and output options.
+func (w Workspace) Outputs() string { return filepath.Join(w.builderDir(), "outputs") }
+
 // AptCache is the shared package cache of one distribution release.
 func (w Workspace) AptCache(distro, release, arch string) string {
 	return filepath.Join(w.Cache, "apt", fmt.Sprintf("%s-%s-%s", distro, release, arch))

@@ -98,7 +98,9 @@ func TestDebianVMBuildsAndBoots(t *testing.T) {
 		t.Errorf("left behind after a successful build: %v", l)
 	}
 
-	// Nothing changed: every step comes from the cache.
+	// Nothing changed: every step comes from the cache and the outputs are
+	// the last build's, not written again.
+	firstDigest := fileDigest(t, img)
 	start = time.Now()
 	r2 := runBuilder(t, ctx, env, "image", "debian", "vm", "-o", filepath.Join(out, "debian"), "--image-cache", cacheDir)
 	warm := time.Since(start)
@@ -108,9 +110,15 @@ func TestDebianVMBuildsAndBoots(t *testing.T) {
 	if strings.Count(r2.stdout, "cached") < 5 || strings.Contains(r2.stdout, "bootstrapped") {
 		t.Errorf("rebuild did not reuse the cached steps:\n%s", r2.stdout)
 	}
-	// The first image was kept under its date, as DIB does.
-	if olds, _ := filepath.Glob(filepath.Join(out, "debian-*.qcow2")); len(olds) != 1 {
-		t.Errorf("previous image not kept with its date: %v", olds)
+	if !strings.Contains(r2.stdout, "outputs reused") || strings.Contains(r2.stdout, "write qcow2") {
+		t.Errorf("an unchanged rebuild wrote its outputs again")
+	}
+	if fileDigest(t, img) != firstDigest {
+		t.Errorf("the reused output differs from the first build's")
+	}
+	// The same file: no dated copy of it.
+	if olds, _ := filepath.Glob(filepath.Join(out, "debian-*.qcow2")); len(olds) != 0 {
+		t.Errorf("an unchanged rebuild kept a dated copy: %v", olds)
 	}
 	t.Logf("cold build %s, rebuild %s", cold.Round(time.Second), warm.Round(time.Second))
 
@@ -147,6 +155,29 @@ func TestDebianVMBuildsAndBoots(t *testing.T) {
 	}
 	if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
 		t.Errorf("left behind after boot-test: %v", l)
+	}
+
+	// An output edited in place (here: a byte appended) is never reused:
+	// the next build writes it again, and keeps the edited one under its
+	// date, as DIB does with an earlier image.
+	f, err := os.OpenFile(img, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte{0})
+	f.Close()
+	r3 := runBuilder(t, ctx, env, "image", "debian", "vm", "-o", filepath.Join(out, "debian"), "--image-cache", cacheDir)
+	if r3.code != 0 {
+		t.Fatalf("build after an edited output failed")
+	}
+	if strings.Contains(r3.stdout, "outputs reused") || !strings.Contains(r3.stdout, "write qcow2") {
+		t.Errorf("an output edited in place was reused")
+	}
+	if out, err := exec.Command("qemu-img", "check", img).CombinedOutput(); err != nil {
+		t.Errorf("qemu-img check after the rewrite: %v\n%s", err, out)
+	}
+	if olds, _ := filepath.Glob(filepath.Join(out, "debian-*.qcow2")); len(olds) != 1 {
+		t.Errorf("the edited image was not kept with its date: %v", olds)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"builder/internal/testreq"
+	"builder/internal/testregistry"
 )
 
 // minbaseTar is a Debian minbase made with mmdebstrap, kept in the test cache.
@@ -35,49 +34,12 @@ func minbaseTar(t *testing.T) string {
 	return p
 }
 
-// startRegistry runs Debian's docker-registry on a free 127.0.0.1 port and
-// returns its address and a registries.conf that marks it insecure (http).
-func startRegistry(t *testing.T) (addr, registriesConf string) {
-	t.Helper()
-	if _, err := exec.LookPath("docker-registry"); err != nil {
-		testreq.Missing(t, "docker-registry is not installed (hack/setup.sh installs it)")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: %s/data\nhttp:\n  addr: %s\n", dir, addr)), 0o644)
-	cmd := exec.Command("docker-registry", "serve", cfg)
-	cmd.Stdout, cmd.Stderr = nil, nil
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; ; i++ {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 100 {
-			t.Fatalf("registry did not start: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	registriesConf = filepath.Join(dir, "registries.conf")
-	os.WriteFile(registriesConf, []byte(fmt.Sprintf("[[registry]]\nlocation = %q\ninsecure = true\n", addr)), 0o644)
-	return addr, registriesConf
-}
-
 // A Debian base pulled from a registry (a local one, as no public registry
 // is reachable here) becomes a bootable cloud image.
 func TestBaseFromRegistry(t *testing.T) {
 	needE2E(t)
-	addr, conf := startRegistry(t)
+	reg := testregistry.Start(t)
+	addr, conf := reg.Addr, reg.RegistriesConf
 	ref := addr + "/builder-e2e/debian:bookworm"
 	if out, err := exec.Command("skopeo", "copy", "--quiet", "--dest-tls-verify=false",
 		"tarball:"+minbaseTar(t), "docker://"+ref).CombinedOutput(); err != nil {
