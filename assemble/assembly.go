@@ -86,9 +86,9 @@ func BuildDisk(ctx context.Context, d *Disk, path string) (err error) {
 	}
 
 	// GRUB's images are independent of the filesystems and go alongside;
-	// the ESP waits for BOOTX64.EFI.
+	// the ESP waits for its boot files.
 	g, gctx := errgroup.WithContext(ctx)
-	efiReady := make(chan string, 1)
+	efiReady := make(chan []File, 1)
 	var coreImg []byte
 	g.Go(func() error {
 		var err error
@@ -99,14 +99,14 @@ func BuildDisk(ctx context.Context, d *Disk, path string) (err error) {
 	for i := range plans {
 		p := &plans[i]
 		g.Go(func() error {
-			efi := ""
+			var efi []File
 			if d.Spec.UEFI && d.ESPPartition != nil && p.Name == d.Layout.ESP().Name {
 				select {
 				case efi = <-efiReady:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
-				if efi == "" {
+				if efi == nil {
 					return nil // the EFI image failed; its error is reported
 				}
 			}
@@ -199,7 +199,7 @@ func preflight(d *Disk, out string) error {
 	if d.Layout.LVM != nil {
 		add("lvm", "losetup")
 	}
-	if s.BIOS || s.UEFI {
+	if s.BIOS || (s.UEFI && d.EFILoader == nil) {
 		add("grub-mkimage")
 	}
 	for _, t := range tools {
@@ -212,7 +212,7 @@ func preflight(d *Disk, out string) error {
 			return err
 		}
 	}
-	if s.UEFI {
+	if s.UEFI && d.EFILoader == nil {
 		if err := checkGrubDir(GrubEFI, s.GrubEFIDir); err != nil {
 			return err
 		}
@@ -253,21 +253,36 @@ func preflight(d *Disk, out string) error {
 }
 
 // buildGrubImages makes core.img (returned, for InstallBIOSBoot once the
-// table is final) and BOOTX64.EFI (sent on efi, "" when it failed).
-func buildGrubImages(ctx context.Context, d *Disk, work string, efi chan<- string) ([]byte, error) {
+// table is final) and the ESP's boot files (sent on efi, nil when they
+// failed): BOOTX64.EFI from the host's GRUB, or the image's own chain
+// (Disk.EFILoader).
+func buildGrubImages(ctx context.Context, d *Disk, work string, efi chan<- []File) ([]byte, error) {
 	s := d.Spec
 	sent := false
 	defer func() {
 		if !sent {
-			efi <- ""
+			efi <- nil
 		}
 	}()
 	if s.UEFI && d.ESPPartition != nil {
-		p := filepath.Join(work, "BOOTX64.EFI")
-		if err := MakeEFIImage(ctx, s.GrubEFIDir, d.EarlyConfig, p); err != nil {
-			return nil, err
+		var files []File
+		if d.EFILoader != nil {
+			var err error
+			if files, err = d.EFILoader.efiFiles(s.RootDir, d.EarlyConfig); err != nil {
+				return nil, fmt.Errorf("EFI boot files: %w", err)
+			}
+		} else {
+			p := filepath.Join(work, "BOOTX64.EFI")
+			if err := MakeEFIImage(ctx, s.GrubEFIDir, d.EarlyConfig, p); err != nil {
+				return nil, err
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return nil, err
+			}
+			files = []File{{Path: "/EFI/BOOT/BOOTX64.EFI", Data: data}}
 		}
-		efi <- p
+		efi <- files
 		sent = true
 	}
 	if !s.BIOS {
@@ -291,7 +306,7 @@ type fsTarget struct {
 
 // buildFilesystem makes one filesystem of the layout with its part of the
 // tree and its injected files.
-func buildFilesystem(ctx context.Context, d *Disk, p *FSPlan, img, work, efi string) error {
+func buildFilesystem(ctx context.Context, d *Disk, p *FSPlan, img, work string, efi []File) error {
 	if len(p.extents) == 0 {
 		return fmt.Errorf("filesystem %s: volume %s has no place in the image", p.Name, p.Volume)
 	}
@@ -519,9 +534,10 @@ func buildExt(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work string) 
 }
 
 // buildFAT formats a vfat filesystem in place and copies its part of the
-// tree, its injected files and (on the ESP) GRUB as EFI/BOOT/BOOTX64.EFI,
-// the removable-media path firmware boots without NVRAM entries.
-func buildFAT(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work, efi string) error {
+// tree, its injected files and (on the ESP) the boot files, with the
+// loader at EFI/BOOT/BOOT<ARCH>.EFI, the removable-media path firmware
+// boots without NVRAM entries.
+func buildFAT(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work string, efi []File) error {
 	id, err := parseFATVolumeID(p.UUID)
 	if err != nil {
 		return err
@@ -554,10 +570,7 @@ func buildFAT(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work, efi str
 			}
 		}
 	}
-	files := d.filesFor(p)
-	if efi != "" {
-		files = append(files, File{Path: "/EFI/BOOT/BOOTX64.EFI"})
-	}
+	files := append(d.filesFor(p), efi...)
 	made := map[string]bool{}
 	for _, f := range files {
 		// mmd fails on an existing directory: make only those neither
@@ -574,19 +587,15 @@ func buildFAT(ctx context.Context, d *Disk, p *FSPlan, t fsTarget, work, efi str
 				return err
 			}
 		}
-		src := efi
-		if f.Path != "/EFI/BOOT/BOOTX64.EFI" || efi == "" {
-			tmp, err := os.CreateTemp(work, "vfat-file-")
-			if err != nil {
-				return err
-			}
-			_, werr := tmp.Write(f.Data)
-			if err := errors.Join(werr, tmp.Close()); err != nil {
-				return err
-			}
-			src = tmp.Name()
+		tmp, err := os.CreateTemp(work, "vfat-file-")
+		if err != nil {
+			return err
 		}
-		if _, err := runEnv(ctx, d.epochEnv("SOURCE_DATE_EPOCH"), "mcopy", "-o", "-i", target, src, "::"+f.Path); err != nil {
+		_, werr := tmp.Write(f.Data)
+		if err := errors.Join(werr, tmp.Close()); err != nil {
+			return err
+		}
+		if _, err := runEnv(ctx, d.epochEnv("SOURCE_DATE_EPOCH"), "mcopy", "-o", "-i", target, tmp.Name(), "::"+f.Path); err != nil {
 			return err
 		}
 	}

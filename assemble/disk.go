@@ -107,6 +107,9 @@ type Disk struct {
 	// embedded in core.img and BOOTX64.EFI to find it.
 	BootFilesystem string
 	EarlyConfig    string
+	// EFILoader is the image's own UEFI boot chain (signed shim and GRUB,
+	// or arm64's GRUB); nil when BOOTX64.EFI is made from the host's GRUB.
+	EFILoader *EFILoader
 }
 
 // Filesystem returns the plan of the filesystem named name (a mkfs node),
@@ -301,6 +304,12 @@ func (d *Disk) setBootInfo() error {
 	} else {
 		why = append(why, "UEFI needs an ESP (a vfat filesystem mounted at /boot/efi)")
 	}
+	if TreeMachine(s.RootDir) == elfAArch64 && canBIOS {
+		// The BIOS boot partition of a shared layout is left empty: arm64
+		// has no BIOS.
+		canBIOS, d.BIOSBootPartition = false, nil
+		why = append(why, "arm64 boots with UEFI only")
+	}
 	if !s.BIOS && !s.UEFI {
 		s.BIOS, s.UEFI = canBIOS, canUEFI
 	} else if (s.BIOS && !canBIOS) || (s.UEFI && !canUEFI) {
@@ -315,6 +324,13 @@ func (d *Disk) setBootInfo() error {
 	if b := l.BootFilesystem(); b != nil {
 		d.BootFilesystem = b.Name
 		d.EarlyConfig = EarlyConfigFor(b.UUID, l.GrubPrefix())
+	}
+	if s.UEFI {
+		loader, err := findEFILoader(s.RootDir)
+		if err != nil {
+			return fmt.Errorf("%s: %w", l.Source, err)
+		}
+		d.EFILoader = loader
 	}
 	return nil
 }

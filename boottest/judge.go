@@ -164,6 +164,9 @@ func (j *judge) evaluate(c *Console, at time.Duration) (verdict, string) {
 
 // checkWithoutProbe applies what can be checked from the console alone.
 func (j *judge) checkWithoutProbe(c *Console) (verdict, string) {
+	if j.spec.SecureBoot {
+		return vFail, "cannot check --secure-boot: no probe ran (no cloud-init in the image) to read the guest's Secure Boot state"
+	}
 	if exp := j.spec.ExpectCmdline; exp != "" {
 		cl := c.KernelCmdline()
 		if cl == "" {
@@ -211,6 +214,13 @@ func (j *judge) checkProbe(c *Console, p *Probe) (verdict, string) {
 				fmtBytes(p.RootBytes), fmtBytes(p.DiskBytes))
 		}
 		j.checks = append(j.checks, fmt.Sprintf("root fs %s of %s", fmtBytes(p.RootBytes), fmtBytes(p.DiskBytes)))
+	}
+	if j.spec.SecureBoot {
+		if p.SecureBoot != "1" {
+			return vFail, fmt.Sprintf("the guest booted but reports Secure Boot %s (SecureBoot variable %q): the image's boot chain is not the signed one (shim-signed, grub-efi-amd64-signed)",
+				map[bool]string{true: "disabled", false: "state unknown"}[p.SecureBoot == "0"], p.SecureBoot)
+		}
+		j.checks = append(j.checks, "Secure Boot enabled in the guest")
 	}
 	if exp := j.spec.ExpectCmdline; exp != "" {
 		if !strings.Contains(p.Cmdline, exp) {

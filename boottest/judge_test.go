@@ -116,6 +116,10 @@ func TestJudgeCloudInitBranches(t *testing.T) {
 		{"finished, no login yet", Spec{}, ciStart + probe("6000000000", "0", okUser) + finished, 150 * time.Second, vContinue, ""},
 		{"finished, login never comes", Spec{}, ciStart + probe("6000000000", "0", okUser) + finished, 100*time.Second + loginGrace, vFail, "no login prompt on ttyS0"},
 		{"fatal line wins", Spec{}, "[    2.1] Kernel panic - not syncing: VFS\r\n" + login, 10 * time.Second, vFail, "Kernel panic"},
+		{"secure boot on", Spec{SecureBoot: true}, ciStart + login + strings.Replace(probe("6000000000", "0", okUser), " sudo=yes", " sudo=yes secure_boot=1", 1) + finished, 100 * time.Second, vPass, ""},
+		{"secure boot off in the guest", Spec{SecureBoot: true}, ciStart + login + strings.Replace(probe("6000000000", "0", okUser), " sudo=yes", " sudo=yes secure_boot=0", 1) + finished, 100 * time.Second, vFail, "reports Secure Boot disabled"},
+		{"secure boot not reported (older probe)", Spec{SecureBoot: true}, ciStart + login + probe("6000000000", "0", okUser) + finished, 100 * time.Second, vFail, "Secure Boot state unknown"},
+		{"secure boot without a probe", Spec{SecureBoot: true}, login, 100*time.Second + ciGrace, vFail, "cannot check --secure-boot"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.spec.KVMProbe = DefaultKVMProbe

@@ -34,6 +34,11 @@ type Probe struct {
 	// Sudo is "yes" when the test user may sudo without a password, "no"
 	// when not, "" when the guest could not tell (no sudo installed).
 	Sudo string `json:"sudo,omitempty"`
+	// SecureBoot is the guest's Secure Boot state from its SecureBoot EFI
+	// variable: "1" enabled, "0" disabled, "bios" when it did not boot
+	// with UEFI, "unknown" when the variable could not be read, "" from
+	// older probes.
+	SecureBoot string `json:"secure_boot,omitempty"`
 }
 
 // ParseProbe parses a line starting with "BUILDER-PROBE ". Fields are
@@ -77,6 +82,8 @@ func ParseProbe(line string) (*Probe, error) {
 			}
 		case "sudo":
 			p.Sudo = v
+		case "secure_boot":
+			p.SecureBoot = v
 		default:
 			continue
 		}
@@ -104,8 +111,8 @@ func decodeB64(v string) (string, error) {
 // probeScript is the guest-side probe, run by cloud-init's runcmd (final
 // stage, so growpart and resizefs have run). It must stay POSIX sh and use
 // only what a minimal Debian/Ubuntu/Fedora has; a missing tool gives 0 or
-// -1, never a missing field. It writes exactly one line to ttyS0, the
-// console the host reads.
+// -1, never a missing field. It writes exactly one line to the serial
+// console the host reads (ttyS0, or the PL011 ttyAMA0 on arm64).
 const probeScript = `#!/bin/sh
 # builder boot-test probe: report facts about this boot on the serial console.
 # Errors of missing tools must not reach the console (cloud-init copies
@@ -135,6 +142,17 @@ sudo=
 if command -v sudo >/dev/null 2>&1; then
   if sudo -n -l -U "$1" 2>/dev/null | grep -q NOPASSWD; then sudo=yes; else sudo=no; fi
 fi
-printf 'BUILDER-PROBE cmdline=%s root_bytes=%s disk_bytes=%s part_bytes=%s tail_bytes=%s user=%s failed_units=%s failed_names=%s sudo=%s\n' \
-  "$cmdline" "${root_bytes:-0}" "${disk_bytes:-0}" "$part_bytes" "$tail_bytes" "$user" "${failed:--1}" "$(printf '%s' "$names" | b64)" "$sudo" > /dev/ttyS0
+# Secure Boot: the last byte of the SecureBoot variable (after 4 bytes of
+# attributes) is 1 when it is on.
+sb=bios
+if [ -d /sys/firmware/efi ]; then
+  sb=unknown
+  f=/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c
+  [ -r "$f" ] && sb=$(od -An -t u1 -j4 -N1 "$f" | tr -d ' \n')
+  case $sb in 0|1) ;; *) sb=unknown ;; esac
+fi
+con=/dev/ttyS0
+[ -c /dev/ttyAMA0 ] && con=/dev/ttyAMA0
+printf 'BUILDER-PROBE cmdline=%s root_bytes=%s disk_bytes=%s part_bytes=%s tail_bytes=%s user=%s failed_units=%s failed_names=%s sudo=%s secure_boot=%s\n' \
+  "$cmdline" "${root_bytes:-0}" "${disk_bytes:-0}" "$part_bytes" "$tail_bytes" "$user" "${failed:--1}" "$(printf '%s' "$names" | b64)" "$sudo" "$sb" > "$con"
 `

@@ -56,7 +56,7 @@ func runProbeScript(t *testing.T, env []string) string {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "ttyS0")
 	script := filepath.Join(dir, "probe.sh")
-	if !strings.Contains(probeScript, "> /dev/ttyS0") {
+	if !strings.Contains(probeScript, "con=/dev/ttyS0\n") {
 		t.Fatal("probe script no longer writes to /dev/ttyS0")
 	}
 	if err := os.WriteFile(script, []byte(strings.ReplaceAll(probeScript, "/dev/ttyS0", out)), 0o755); err != nil {
@@ -94,6 +94,15 @@ func TestProbeScriptOutputParses(t *testing.T) {
 	}
 	if p.RootBytes <= 0 {
 		t.Errorf("root_bytes %d", p.RootBytes)
+	}
+	// The build host boots without UEFI here; with it, the SecureBoot
+	// variable gives 0 or 1.
+	wantSB := "bios"
+	if _, err := os.Stat("/sys/firmware/efi"); err == nil {
+		wantSB = "0|1|unknown"
+	}
+	if !strings.Contains(wantSB, p.SecureBoot) || p.SecureBoot == "" {
+		t.Errorf("secure_boot %q, want %s", p.SecureBoot, wantSB)
 	}
 	t.Logf("host probe: %+v", p)
 

@@ -25,14 +25,46 @@ var ovmfPairs = [][2]string{
 	{"/usr/share/edk2/x64/OVMF_CODE.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"},
 }
 
+// secureBootPairs are OVMF's Secure Boot builds (they need SMM) with
+// Microsoft's keys enrolled in the vars template, so that shim, signed by
+// Microsoft's UEFI CA, boots.
+var secureBootPairs = [][2]string{
+	{"/usr/share/OVMF/OVMF_CODE_4M.ms.fd", "/usr/share/OVMF/OVMF_VARS_4M.ms.fd"},
+	{"/usr/share/OVMF/OVMF_CODE.ms.fd", "/usr/share/OVMF/OVMF_VARS.ms.fd"},
+	{"/usr/share/edk2/ovmf/OVMF_CODE.secboot.fd", "/usr/share/edk2/ovmf/OVMF_VARS.secboot.fd"},
+	{"/usr/share/edk2/x64/OVMF_CODE.secboot.4m.fd", "/usr/share/edk2/x64/OVMF_VARS.4m.fd"},
+}
+
+// aavmfPairs are the AArch64 UEFI firmware (Debian's qemu-efi-aarch64).
+var aavmfPairs = [][2]string{
+	{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/AAVMF/AAVMF_VARS.fd"},
+	{"/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw", "/usr/share/edk2/aarch64/vars-template-pflash.raw"},
+}
+
 // findOVMF returns the first installed OVMF code/vars pair.
 func findOVMF() (code, vars string, err error) {
-	for _, p := range ovmfPairs {
+	return findFirmware1(ovmfPairs, "--firmware uefi needs OVMF, and none was found in /usr/share/OVMF or /usr/share/edk2: install the ovmf package")
+}
+
+// findFirmware returns the UEFI firmware for the spec's architecture and
+// Secure Boot choice.
+func findFirmware(s Spec) (code, vars string, err error) {
+	switch {
+	case s.Arch == "arm64":
+		return findFirmware1(aavmfPairs, "arm64 boots need AAVMF, and none was found in /usr/share/AAVMF or /usr/share/edk2/aarch64: install qemu-efi-aarch64")
+	case s.SecureBoot:
+		return findFirmware1(secureBootPairs, "--secure-boot needs OVMF's Secure Boot build with Microsoft's keys (OVMF_CODE_4M.ms.fd, OVMF_VARS_4M.ms.fd), and none was found in /usr/share/OVMF or /usr/share/edk2: install the ovmf package")
+	}
+	return findOVMF()
+}
+
+func findFirmware1(pairs [][2]string, missing string) (code, vars string, err error) {
+	for _, p := range pairs {
 		if fileExists(p[0]) && fileExists(p[1]) {
 			return p[0], p[1], nil
 		}
 	}
-	return "", "", usagef("--firmware uefi needs OVMF, and none was found in /usr/share/OVMF or /usr/share/edk2: install the ovmf package")
+	return "", "", usagef("%s", missing)
 }
 
 func fileExists(p string) bool {
@@ -44,13 +76,17 @@ func fileExists(p string) bool {
 type qemuConfig struct {
 	Accel    string // kvm or tcg
 	Firmware string // bios or uefi
-	OVMFCode string // uefi: read-only code
-	OVMFVars string // uefi: this run's writable copy of the vars template
-	Memory   int
-	CPUs     int
-	Overlay  string
-	Seed     string
-	PidFile  string
+	// SecureBoot: q35 with SMM and a secure pflash (OVMF's Secure Boot
+	// build refuses to start without them).
+	SecureBoot bool
+	Arch       string // amd64 or arm64 (the virt machine)
+	OVMFCode   string // uefi: read-only code
+	OVMFVars   string // uefi: this run's writable copy of the vars template
+	Memory     int
+	CPUs       int
+	Overlay    string
+	Seed       string
+	PidFile    string
 	// A ramdisk boot has no Overlay and Seed but a Kernel, an Initrd and
 	// their command line (Append).
 	Kernel, Initrd, Append string
@@ -70,6 +106,13 @@ type qemuConfig struct {
 //     the guest down.
 func qemuArgs(c qemuConfig) []string {
 	a := []string{"-machine", "q35"}
+	switch {
+	case c.Arch == "arm64":
+		// virt with a CPU TCG emulates fully; its PL011 is the serial port.
+		a = []string{"-machine", "virt", "-cpu", "max"}
+	case c.SecureBoot:
+		a = []string{"-machine", "q35,smm=on", "-global", "driver=cfi.pflash01,property=secure,value=on"}
+	}
 	switch c.Accel {
 	case "kvm":
 		a = append(a, "-accel", "kvm")

@@ -3,6 +3,7 @@ package boottest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,6 +50,49 @@ func TestQEMUArgs(t *testing.T) {
 	}
 	if strings.Contains(got, "-cpu host") {
 		t.Error("-cpu host aborts on nested PVM KVM")
+	}
+}
+
+// Secure Boot needs SMM and a secure pflash (OVMF's Secure Boot build
+// stops without them); arm64 is the virt machine with an emulated CPU.
+func TestQEMUArgsSecureBootAndArm64(t *testing.T) {
+	c := qemuConfig{Accel: "tcg", Firmware: "uefi", SecureBoot: true, Memory: 1024, CPUs: 2,
+		OVMFCode: "/usr/share/OVMF/OVMF_CODE_4M.ms.fd", OVMFVars: "/run/x/OVMF_VARS.fd", Overlay: "/o", Seed: "/s", PidFile: "/p"}
+	got := strings.Join(qemuArgs(c), " ")
+	for _, want := range []string{"-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on",
+		"if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.ms.fd"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("secure boot args lack %q:\n%s", want, got)
+		}
+	}
+	c.SecureBoot, c.Arch, c.OVMFCode = false, "arm64", "/usr/share/AAVMF/AAVMF_CODE.fd"
+	got = strings.Join(qemuArgs(c), " ")
+	if !strings.HasPrefix(got, "-machine virt -cpu max -accel tcg") || strings.Contains(got, "q35") || strings.Contains(got, "smm") {
+		t.Errorf("arm64 args: %s", got)
+	}
+}
+
+func TestSpecArchAndSecureBoot(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "x.qcow2")
+	if err := os.WriteFile(img, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Spec{Image: img, SecureBoot: true}.withDefaults()
+	if err != nil || s.Firmware != "uefi" || s.Arch != "amd64" || s.QEMU != "qemu-system-x86_64" {
+		t.Errorf("secure boot defaults: %+v %v", s, err)
+	}
+	if _, err := (Spec{Image: img, SecureBoot: true, Firmware: "bios"}).withDefaults(); err == nil || !strings.Contains(err.Error(), "needs UEFI") {
+		t.Errorf("secure boot with bios: %v", err)
+	}
+	s, err = Spec{Image: img, Arch: "aarch64"}.withDefaults()
+	if err != nil || s.Arch != "arm64" || s.Firmware != "uefi" || s.QEMU != "qemu-system-aarch64" {
+		t.Errorf("arm64 defaults: %+v %v", s, err)
+	}
+	for _, bad := range []Spec{{Image: img, Arch: "arm64", Firmware: "bios"}, {Image: img, Arch: "arm64", SecureBoot: true}, {Image: img, Arch: "ppc64el"}} {
+		var ue *UsageError
+		if _, err := bad.withDefaults(); !errors.As(err, &ue) {
+			t.Errorf("%+v: %v, want a usage error", bad, err)
+		}
 	}
 }
 

@@ -28,6 +28,7 @@ type Report struct {
 
 	Accel    string     `json:"accel"`
 	Firmware string     `json:"firmware"`
+	Arch     string     `json:"arch,omitempty"`
 	KVM      *KVMReport `json:"kvm,omitempty"`
 
 	Seconds      float64 `json:"seconds"`

@@ -29,7 +29,8 @@ func Run(ctx context.Context, spec Spec) (*Report, error) {
 	rep := &Report{Image: spec.Image, Firmware: spec.Firmware, User: spec.User}
 	s, err := spec.withDefaults()
 	if err == nil {
-		rep.Image, rep.Firmware, rep.User = s.Image, s.Firmware, s.User
+		rep.Image, rep.Firmware, rep.User = s.Image, firmwareName(s), s.User
+		rep.Arch = s.Arch
 		r := &runner{s: s, rep: rep}
 		err = r.run(ctx)
 	}
@@ -76,7 +77,7 @@ func (r *runner) run(ctx context.Context) (err error) {
 	}
 	var ovmfCode, ovmfVars string
 	if s.Firmware == "uefi" {
-		if ovmfCode, ovmfVars, err = findOVMF(); err != nil {
+		if ovmfCode, ovmfVars, err = findFirmware(s); err != nil {
 			return err
 		}
 	}
@@ -218,7 +219,7 @@ func (r *runner) planAccel(ctx context.Context) (accelPlan, string, *KVMVerdict,
 	if err != nil {
 		return accelPlan{}, "", nil, err
 	}
-	key := verdictKey(kernel, qv, s.Firmware)
+	key := verdictKey(kernel, qv, firmwareName(s))
 	cached, err := LoadKVMVerdict(s.CacheDir, key)
 	if err != nil {
 		r.say("warning: %v (probing KVM again)", err)
@@ -257,7 +258,7 @@ func (r *runner) attempt(ctx context.Context, n int, accel string, probeKVM bool
 	// A fresh overlay (and UEFI vars) per attempt: a KVM attempt that died
 	// half-way must not leave state behind for the TCG boot.
 	cfg := qemuConfig{
-		Accel: accel, Firmware: s.Firmware, Memory: s.Memory, CPUs: s.CPUs,
+		Accel: accel, Firmware: s.Firmware, SecureBoot: s.SecureBoot, Arch: s.Arch, Memory: s.Memory, CPUs: s.CPUs,
 		PidFile: filepath.Join(r.dir, "qemu.pid"),
 	}
 	if s.isRamdisk() {
@@ -284,7 +285,7 @@ func (r *runner) attempt(ctx context.Context, n int, accel string, probeKVM bool
 	if n > 1 {
 		fmt.Fprintf(r.logs, "\n\n===== builder boot-test: attempt %d (%s) =====\n", n, accel)
 	}
-	r.say("starting QEMU (%s, %s)", accel, s.Firmware)
+	r.say("starting QEMU (%s, %s)", accel, firmwareName(s))
 	proc, err := startQEMU(ctx, s.QEMU, qemuArgs(cfg), r.dir, filepath.Join(r.dir, "qemu-"+accel+".stderr"), cfg.PidFile)
 	if err != nil {
 		return attemptResult{}, err
@@ -493,4 +494,13 @@ func (r *runner) makeSeed(ctx context.Context) error {
 	}
 	r.say("NoCloud seed: user %s (random password hashed with %s%s)", s.User, how, keys)
 	return nil
+}
+
+// firmwareName is how reports name the firmware: bios, uefi, or
+// uefi+secure-boot.
+func firmwareName(s Spec) string {
+	if s.SecureBoot {
+		return s.Firmware + "+secure-boot"
+	}
+	return s.Firmware
 }

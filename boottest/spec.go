@@ -35,6 +35,14 @@ type Spec struct {
 	Kernel, Initramfs, Append, Ready string
 	// Firmware is "bios" (SeaBIOS, default) or "uefi" (OVMF via pflash).
 	Firmware string
+	// SecureBoot boots with OVMF's Secure Boot firmware and Microsoft's
+	// keys enrolled (q35 with SMM), and passes only when the guest reports
+	// Secure Boot enabled. It implies Firmware "uefi".
+	SecureBoot bool
+	// Arch is the guest's architecture: "amd64" (default) or "arm64"
+	// (qemu-system-aarch64, virt machine, AAVMF; always UEFI, always TCG
+	// on another host).
+	Arch string
 	// Accel is "auto" (default: KVM when it works, else TCG), "kvm" or "tcg".
 	Accel string
 	// Timeout bounds the whole run, KVM probe included (default 600 s).
@@ -80,8 +88,8 @@ type Spec struct {
 	Verbose io.Writer
 	// Progress receives one line per event ("boot-test: login prompt after 83 s").
 	Progress io.Writer
-	// QEMU and QEMUImg name the binaries (default qemu-system-x86_64 and
-	// qemu-img, looked up in PATH).
+	// QEMU and QEMUImg name the binaries (default qemu-system-x86_64, or
+	// qemu-system-aarch64 for arm64, and qemu-img, looked up in PATH).
 	QEMU, QEMUImg string
 }
 
@@ -154,6 +162,36 @@ func (s Spec) withDefaults() (Spec, error) {
 	} else if err := s.imageDefaults(); err != nil {
 		return s, err
 	}
+	switch s.Arch {
+	case "", "amd64", "x86_64":
+		s.Arch = "amd64"
+	case "arm64", "aarch64":
+		s.Arch = "arm64"
+		if s.Firmware == "bios" {
+			return s, usagef("arm64 has no BIOS: use --firmware uefi (or leave it out)")
+		}
+		if s.SecureBoot {
+			return s, usagef("--secure-boot is for amd64 images: arm64 boots with AAVMF without Secure Boot")
+		}
+		if s.isRamdisk() {
+			return s, usagef("arm64 ramdisks cannot be boot-tested yet: boot an arm64 disk image")
+		}
+		s.Firmware = "uefi"
+		if runtime.GOARCH != "arm64" {
+			if s.Accel == "kvm" {
+				return s, usagef("--accel kvm cannot run an arm64 guest on this %s host: use --accel tcg (emulation)", runtime.GOARCH)
+			}
+			s.Accel = "tcg"
+		}
+	default:
+		return s, usagef("architecture %q cannot be boot-tested: use amd64 or arm64", s.Arch)
+	}
+	if s.SecureBoot {
+		if s.Firmware == "bios" {
+			return s, usagef("--secure-boot needs UEFI: drop --firmware bios")
+		}
+		s.Firmware = "uefi"
+	}
 	if s.Firmware == "" {
 		s.Firmware = "bios"
 	}
@@ -213,6 +251,9 @@ func (s Spec) withDefaults() (Spec, error) {
 	}
 	if s.QEMU == "" {
 		s.QEMU = "qemu-system-x86_64"
+		if s.Arch == "arm64" {
+			s.QEMU = "qemu-system-aarch64"
+		}
 	}
 	if s.QEMUImg == "" {
 		s.QEMUImg = "qemu-img"

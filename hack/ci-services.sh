@@ -399,9 +399,10 @@ enabled_apis = osapi_compute
 osapi_compute_listen = 127.0.0.1
 osapi_compute_listen_port = $NOVA_PORT
 osapi_compute_workers = 1
-# The compute host reports its resources at once and every few seconds,
-# so that a fresh cloud can schedule within seconds.
-update_resources_interval = 5
+# The compute host reports its resources as it starts (so a fresh cloud
+# schedules within seconds), then once a minute: every write is one more
+# chance of SQLite's "database is locked" for a server's own updates.
+update_resources_interval = 60
 heal_instance_info_cache_interval = -1
 graceful_shutdown_timeout = 5
 # A loaded CI machine (2 cores, builds and boots beside) answers slowly.
@@ -539,10 +540,12 @@ nova_keystone() {
     done
 }
 
-# nova_procs starts the services. They need no Keystone to start (they ask
-# it at their first request), so they start while Keystone does: most of
-# their start is Python importing. The compute host retries its report to
-# Placement until Keystone and Placement answer.
+# nova_procs starts the services but the scheduler. They need no Keystone
+# to start (they ask it at their first request), so they start while
+# Keystone does: most of their start is Python importing. The compute host
+# retries its report to Placement until Keystone and Placement answer.
+# nova-scheduler does not: it looks Placement up in the catalog as it
+# starts and exits when Keystone answers without it (nova_scheduler_start).
 nova_procs() {
     local d=$SVC/nova p=$SVC/placement n=$SVC/neutron s
     OS_PLACEMENT_CONFIG_DIR=$p setsid uwsgi --plugin python3 \
@@ -553,13 +556,20 @@ nova_procs() {
     echo $! >"$p/pid"
     setsid neutron-server --config-file "$n/neutron.conf" >>"$n/log/stdout.log" 2>&1 </dev/null &
     echo $! >"$n/pid"
-    for s in api conductor scheduler; do
+    for s in api conductor; do
         setsid "nova-$s" --config-file "$d/nova.conf" >>"$d/log/$s-stdout.log" 2>&1 </dev/null &
         echo $! >"$d/$s.pid"
     done
     setsid /usr/bin/python3 -c 'import sys; from nova.cmd.compute import main; sys.argv[0] = "nova-compute"; sys.exit(main())' \
         --config-file "$d/nova.conf" --log-file "$d/log/nova-compute.log" >>"$d/log/compute-stdout.log" 2>&1 </dev/null &
     echo $! >"$d/compute.pid"
+}
+
+# nova_scheduler_start, once the catalog has Placement (see nova_procs).
+nova_scheduler_start() {
+    local d=$SVC/nova
+    setsid nova-scheduler --config-file "$d/nova.conf" >>"$d/log/scheduler-stdout.log" 2>&1 </dev/null &
+    echo $! >"$d/scheduler.pid"
 }
 
 # nova_ready waits until a server can be scheduled, once Keystone has the
@@ -609,6 +619,26 @@ nova_ready() {
         tail -n 40 "$d/log/"*compute* "$d/log/discover.log" >&2
         return 1
     fi
+    # A server is only scheduled once the scheduler and the conductor
+    # report in (else its build times out in the conductor's RPC call).
+    local svc
+    for svc in nova-scheduler nova-conductor; do
+        ready=
+        for i in $(seq 1 600); do
+            if curl -sf "$NV/os-services?binary=$svc" -H "X-Auth-Token: $T" |
+                jq -e '[.services[] | select(.state == "up")] | length >= 1' >/dev/null 2>&1; then
+                ready=1
+                break
+            fi
+            kill -0 "$(cat "$d/${svc#nova-}.pid")" 2>/dev/null || break
+            sleep 0.2
+        done
+        if [ -z "$ready" ]; then
+            log "$svc did not report in; its log:"
+            tail -n 40 "$d/log/$svc.log" >&2
+            return 1
+        fi
+    done
     log "up: the compute host is schedulable"
 }
 
@@ -661,6 +691,7 @@ up() {
         wait $dbpid || { cat "$SVC/nova-db.log" >&2; exit 1; }
         log "up: rabbitmq, the nova, placement and neutron schemas, their services started after $((SECONDS - t0)) s"
         nova_keystone
+        nova_scheduler_start
         nova_ready
     fi
     if [ "$AUTH" = noauth ]; then

@@ -118,9 +118,15 @@ func (p *plan) bootStep(req Request, rep *progress.Reporter, startKey string, pr
 			},
 		}, nil
 	}
-	grubID, err := hostGrubID()
-	if err != nil {
-		return rootfs.Step{}, err
+	// arm64 boots with the image's own GRUB (grub-efi-arm64-signed, see
+	// assemble.EFILoader): no host GRUB and no host modules in the image.
+	hostGrub := req.Arch != "arm64"
+	grubID := "image GRUB " + req.Arch
+	if hostGrub {
+		var err error
+		if grubID, err = hostGrubID(); err != nil {
+			return rootfs.Step{}, err
+		}
 	}
 	cmdline := kernelCmdline(p.env)
 	root := p.layout.Root()
@@ -145,7 +151,7 @@ func (p *plan) bootStep(req Request, rep *progress.Reporter, startKey string, pr
 		Kind:     rootfs.Tree,
 		Identity: hex.EncodeToString(id[:]),
 		Edit: func(ctx context.Context, root string) error {
-			return writeBootFiles(root, fstab, grubCfg, separateBoot)
+			return writeBootFiles(root, fstab, grubCfg, separateBoot, hostGrub)
 		},
 		Begin: func() { t = rep.Phase("boot-config", "fstab, grub.cfg, GRUB modules") },
 		End: func(cached bool, err error) {
@@ -180,7 +186,7 @@ func prettyName(env map[string]string) string {
 	return strings.ToUpper(d[:1]) + d[1:] + " " + env["DIB_RELEASE"]
 }
 
-func writeBootFiles(root, fstab, grubCfg string, separateBoot bool) error {
+func writeBootFiles(root, fstab, grubCfg string, separateBoot, hostGrub bool) error {
 	if err := dropDeviceNodes(root); err != nil {
 		return err
 	}
@@ -206,6 +212,9 @@ func writeBootFiles(root, fstab, grubCfg string, separateBoot bool) error {
 		return fmt.Errorf("write /boot/grub/grub.cfg: %w", err)
 	}
 	for _, p := range grubPlatforms {
+		if !hostGrub {
+			break
+		}
 		dst := filepath.Join(root, p.inImage)
 		if err := os.MkdirAll(dst, 0o755); err != nil {
 			return err

@@ -65,12 +65,20 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	if err != nil {
 		return nil, inputError(err)
 	}
-	if req.Arch != "amd64" {
-		return nil, inputError(fmt.Errorf("architecture %q is not supported yet: use -a amd64", req.Arch))
+	if err := checkArch(req.Arch); err != nil {
+		return nil, inputError(err)
 	}
 	ws := workspace.Workspace{Cache: req.ImageCache, RunRoot: req.RunRoot}
 	if err := os.MkdirAll(ws.Cache, 0o755); err != nil {
 		return nil, inputError(fmt.Errorf("image cache %s: %w; give --image-cache (or DIB_IMAGE_CACHE) a directory you can write", ws.Cache, err))
+	}
+	// A cache that exists but cannot be written (read-only, full of
+	// inodes) is named as such, not by the first file a step fails on.
+	if probe, err := os.CreateTemp(ws.Cache, ".builder-probe-*"); err != nil {
+		return nil, inputError(fmt.Errorf("image cache %s is not writable: %v; give --image-cache (or DIB_IMAGE_CACHE) a directory you can write", ws.Cache, err))
+	} else {
+		probe.Close()
+		os.Remove(probe.Name())
 	}
 	run, err := startRun(req.runID, req.TmpDir, ws.Runs(), !req.NoTmpfs, &stack)
 	if err != nil {

@@ -334,6 +334,12 @@ func resolve(ctx context.Context, req Request, ws workspace.Workspace, work stri
 	if err := checkBaseSource(res.OS.Name, res.OS.Dir, env, req.Arch); err != nil {
 		return nil, err
 	}
+	// Likewise when the image's programs cannot run on this host.
+	if note, err := ensureEmulation(req.Arch); err != nil {
+		return nil, err
+	} else if note != "" {
+		p.warnings = append(p.warnings, note)
+	}
 
 	pis, err := elements.PackageInstalls(res, env)
 	if err != nil {

@@ -127,6 +127,10 @@ func (r *runDir) recordStore(dir string) error {
 
 const storeLine = "store "
 
+// reapLock, in the runs directory, is held while a build reaps dead runs
+// (not a run lock: those end in .lock).
+const reapLock = ".reaping"
+
 // reapStaleRuns removes what builds killed without cleanup left behind:
 // the processes they started (hooks and tools in process groups of their
 // own outlive a SIGKILL of builder's group), their working containers (and
@@ -134,6 +138,13 @@ const storeLine = "store "
 // temporary outputs. A dead run of another store keeps its lock, naming
 // only that store, until a build of that store removes what it left there.
 func reapStaleRuns(dir string, store *rootfs.Store, storeDir string) (int, error) {
+	// Reapers take turns: a dead run's lock that another build's reaper
+	// holds for a moment looks alive, and a build of the dead run's store
+	// would pass it by, leaving its store files to a later build.
+	if rl, err := os.OpenFile(filepath.Join(dir, reapLock), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		defer rl.Close()
+		_ = syscall.Flock(int(rl.Fd()), syscall.LOCK_EX)
+	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if os.IsNotExist(err) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"builder/internal/cleanup"
 )
@@ -104,5 +105,39 @@ func TestNoSpaceNamesTheFullDisk(t *testing.T) {
 	other := errors.New("hook failed")
 	if noSpace(other, req) != other {
 		t.Errorf("an unrelated failure was changed")
+	}
+}
+
+// Two builds reap one at a time: while one reaps, a dead run's lock it
+// holds would look alive to the other, which must wait and then see it
+// reaped (or handed over to its store) rather than pass it by.
+func TestReapersTakeTurns(t *testing.T) {
+	runs := t.TempDir()
+	if _, err := reapStaleRuns(runs, nil, "/cache-a/store"); err != nil {
+		t.Fatal(err)
+	}
+	hold, err := os.OpenFile(filepath.Join(runs, reapLock), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	if err := syscall.Flock(int(hold.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		reapStaleRuns(runs, nil, "/cache-a/store")
+		close(done)
+	}()
+	select {
+	case <-done:
+		t.Fatal("a reaper did not wait for the one reaping")
+	case <-time.After(300 * time.Millisecond):
+	}
+	syscall.Flock(int(hold.Fd()), syscall.LOCK_UN)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reaper did not go on once the other was done")
 	}
 }

@@ -27,6 +27,12 @@ type Options struct {
 	OutputDir  string
 	// Only limits the run to these image names.
 	Only []string
+	// Shard limits the run to this runner's part of the images (a CI
+	// matrix, a Kubernetes Indexed Job).
+	Shard Shard
+	// Settings override every image's settings of the file, by their
+	// names in imagebuild.Settings (cache_from, cache_to ...).
+	Settings map[string]string
 	// Group runs the file's schedule group of that name: its images,
 	// published to its clouds with its settings.
 	Group string
@@ -160,33 +166,21 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 	env := publish.EnvMap(o.Environ)
 	o.Redact.Add(env["OS_PASSWORD"], env["OS_TOKEN"], env["OS_AUTH_TOKEN"], env["OS_APPLICATION_CREDENTIAL_SECRET"])
 
-	todo := f.Images
+	todo, err := f.Select(Selection{Group: o.Group, Only: o.Only, Shard: o.Shard})
+	if err != nil {
+		return nil, err
+	}
 	var group *Group
 	if o.Group != "" {
-		g, err := f.Group(o.Group)
-		if err != nil {
-			return nil, err
-		}
-		group, todo = g, nil
-		for _, img := range f.groupImages(g) {
-			todo = append(todo, f.inGroup(img, g))
-		}
+		group, _ = f.Group(o.Group)
 	}
-	if len(o.Only) > 0 {
-		all := todo
-		todo = nil
-		for _, name := range o.Only {
-			found := false
-			for _, img := range all {
-				if img.Name == name {
-					todo, found = append(todo, img), true
+	if len(o.Settings) > 0 {
+		// A bad override is the command line's fault: say so before any work.
+		for _, img := range todo {
+			if img.Source == nil {
+				if _, err := f.request(img, nil, "", "", o.Settings); err != nil {
+					return nil, err
 				}
-			}
-			if !found {
-				if group != nil {
-					return nil, fmt.Errorf("--only %s: no such image in group %s", name, o.Group)
-				}
-				return nil, fmt.Errorf("--only %s: no such image in the pipeline file", name)
 			}
 		}
 	}
@@ -202,6 +196,16 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 	sum := &Summary{File: f.Path, Group: o.Group, Started: time.Now()}
 	if o.Group != "" {
 		r.say("pipeline", "group %s: %d images to %s", o.Group, len(todo), strings.Join(group.Clouds, ", "))
+	}
+	if o.Shard.Count > 0 {
+		var names []string
+		for _, img := range todo {
+			names = append(names, img.Name)
+		}
+		if len(names) == 0 {
+			names = []string{"no image (more runners than images)"}
+		}
+		r.say("pipeline", "shard %s: %s", o.Shard, strings.Join(names, ", "))
 	}
 	r.cleanupOrphans(ctx, todo)
 	stop := false
@@ -318,7 +322,7 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 		src = source{url: img.Source.URL, digest: digest.String()}
 	} else {
 		r.say(img.Name, "build: %s", strings.Join(img.Elements, " "))
-		req, err := r.f.Request(img, r.o.Environ, r.cache, out)
+		req, err := r.f.request(img, r.o.Environ, r.cache, out, r.o.Settings)
 		if err != nil {
 			res.Build = Failed
 			return fail("build", err)
@@ -455,6 +459,11 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 // variables (the environment's, then the file's), then the table's
 // defaults. cache and out are where this run builds and writes.
 func (f *File) Request(img Image, environ []string, cache, out string) (imagebuild.Request, error) {
+	return f.request(img, environ, cache, out, nil)
+}
+
+// request is Request with overrides: settings that win over the file's.
+func (f *File) request(img Image, environ []string, cache, out string, overrides map[string]string) (imagebuild.Request, error) {
 	env := imagebuild.EnvMap(environ)
 	for k, v := range f.variables(img) {
 		env[k] = v
@@ -484,6 +493,9 @@ func (f *File) Request(img Image, environ []string, cache, out string) (imagebui
 			return imagebuild.Request{}, fmt.Errorf("image %q: convert and qemu_img_options both set qemu-img's options: keep one", img.Name)
 		}
 		values["qemu_img_options"] = c.String()
+	}
+	for k, v := range overrides {
+		values[k] = v
 	}
 	values["output"] = out
 	values["image_cache"] = cache

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,7 +51,9 @@ var smokeNameRE = regexp.MustCompile(`^` + regexp.QuoteMeta(SmokeServerPrefix) +
 // state uploading or verified, with their run recorded) and smoke-test
 // servers (builder-smoke-RUN with builder's metadata), once older than
 // req.OlderThan. Only what carries all of builder's marks is touched;
-// protected images are kept.
+// protected images are kept. Publish leases (".builder-lease NAME") are
+// builder's own records: only superseded generations past the lease's TTL
+// go (cleanupLeases).
 func (c *Cloud) CleanupOrphans(ctx context.Context, req CleanupRequest) (*CleanupResult, error) {
 	if req.OlderThan <= 0 {
 		req.OlderThan = DefaultOrphanAge
@@ -79,7 +82,7 @@ func (c *Cloud) CleanupOrphans(ctx context.Context, req CleanupRequest) (*Cleanu
 		}
 		for _, img := range imgs {
 			m := tempNameRE.FindStringSubmatch(img.Name)
-			if img.Owner != c.Project || m == nil || prop(img, PropSeries) != m[1] || prop(img, PropRun) != m[2] {
+			if img.Owner != c.Project || m == nil || isLease(img) || prop(img, PropSeries) != m[1] || prop(img, PropRun) != m[2] {
 				continue // not a temporary upload of builder's
 			}
 			age := now.Sub(img.UpdatedAt)
@@ -99,6 +102,10 @@ func (c *Cloud) CleanupOrphans(ctx context.Context, req CleanupRequest) (*Cleanu
 				}
 			}
 		}
+	}
+
+	if err := c.cleanupLeases(ctx, req, record); err != nil {
+		return res, err
 	}
 
 	if !c.hasCompute() {
@@ -148,6 +155,86 @@ func (c *Cloud) CleanupOrphans(ctx context.Context, req CleanupRequest) (*Cleanu
 		}
 	}
 	return res, nil
+}
+
+// LeaseNamePrefix starts the name of the images that hold publish leases
+// (lease.go): builder's own records, never a user's image, never in a
+// series.
+const LeaseNamePrefix = ".builder-lease "
+
+// isLease says whether img is one of builder's lease records.
+func isLease(img images.Image) bool {
+	return strings.HasPrefix(img.Name, LeaseNamePrefix) || prop(img, PropLease) != ""
+}
+
+// cleanupLeases removes the lease records a crash or a failed delete left
+// behind (supersededLeases); every other lease record stays.
+func (c *Cloud) cleanupLeases(ctx context.Context, req CleanupRequest, record func(Change)) error {
+	var all []images.Image
+	for _, state := range []string{"held", "released"} {
+		imgs, err := c.list(ctx, listQuery{
+			ListOpts: images.ListOpts{Visibility: images.ImageVisibility("all"), Owner: c.Project},
+			props:    map[string]string{PropLeaseState: state},
+		})
+		if err != nil {
+			return err
+		}
+		for _, img := range imgs {
+			if img.Owner == c.Project {
+				all = append(all, img)
+			}
+		}
+	}
+	ttl := defaultLeaseTiming.TTL
+	for _, g := range supersededLeases(all, ttl) {
+		name := strings.TrimPrefix(g.Name, LeaseNamePrefix)
+		if g.Protected {
+			record(Change{Action: "keep-protected", ImageID: g.ID, ImageName: g.Name, Detail: "a superseded publish lease, but protected"})
+			continue
+		}
+		record(Change{Action: "delete-orphan", ImageID: g.ID, ImageName: g.Name,
+			Detail: fmt.Sprintf("generation %s of the publish lease of %q: superseded, and not renewed for over %s", prop(g, PropLeaseGen), name, ttl)})
+		if !req.DryRun {
+			if err := c.delete(ctx, g.ID); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// supersededLeases are the lease records that may go: a generation with a
+// newer one of the same lease, not renewed for longer than the lease's
+// TTL (its holder is gone and nobody waits on it). The newest generation
+// of each lease stays even when stale: it is the lease's record, from
+// which the next publisher derives the next generation's ID (and takes a
+// stale one over). Images without all of a lease's marks are not leases.
+func supersededLeases(imgs []images.Image, ttl time.Duration) []images.Image {
+	newest := map[string]int{}
+	for _, img := range imgs {
+		if k := prop(img, PropLease); k != "" && strings.HasPrefix(img.Name, LeaseNamePrefix) && leaseGen(img) >= 0 {
+			if g, ok := newest[k]; !ok || leaseGen(img) > g {
+				newest[k] = leaseGen(img)
+			}
+		}
+	}
+	var out []images.Image
+	for _, img := range imgs {
+		g, ok := newest[prop(img, PropLease)]
+		if !ok || !strings.HasPrefix(img.Name, LeaseNamePrefix) || leaseGen(img) < 0 || leaseGen(img) >= g || !leaseStale(img, ttl) {
+			continue
+		}
+		out = append(out, img)
+	}
+	return out
+}
+
+func leaseGen(img images.Image) int {
+	n, err := strconv.Atoi(prop(img, PropLeaseGen))
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // hasCompute says whether the catalog has Nova.

@@ -158,6 +158,9 @@ func (r *Request) validate() error {
 	if strings.TrimSpace(r.Name) == "" || strings.TrimSpace(r.Name) != r.Name || len(r.Name) > 200 || strings.IndexFunc(r.Name, unicode.IsControl) >= 0 {
 		return fmt.Errorf("image name %q: give a non-empty name on one line, without leading or trailing spaces (at most 200 characters)", r.Name)
 	}
+	if strings.HasPrefix(r.Name, LeaseNamePrefix) {
+		return fmt.Errorf("image name %q: names starting with %q are builder's publish leases: choose another name", r.Name, LeaseNamePrefix)
+	}
 	if r.Visibility == "" {
 		r.Visibility = "public"
 	}
@@ -425,8 +428,8 @@ func (c *Cloud) series(ctx context.Context, name, owner string) ([]images.Image,
 	for _, img := range append(bySeries, byName...) {
 		// Without Keystone there is no owner to filter on: images with no
 		// owner are this caller's, the others belong to someone else.
-		if seen[img.ID] || img.Owner != owner {
-			continue
+		if seen[img.ID] || img.Owner != owner || isLease(img) {
+			continue // a lease record is builder's, never a version
 		}
 		seen[img.ID] = true
 		out = append(out, img)
@@ -764,6 +767,7 @@ func planRotation(all []images.Image, newID string, newCreated time.Time, req Re
 	type version struct {
 		img     images.Image
 		created time.Time
+		order   int // place in all (Glance's creation order)
 	}
 	var demote []images.Image
 	var versions []version
@@ -784,11 +788,19 @@ func planRotation(all []images.Image, newID string, newCreated time.Time, req Re
 			demote = append(demote, img)
 		}
 		if (series || hasName) && img.Status == images.ImageStatusActive {
-			versions = append(versions, version{img, img.CreatedAt})
+			versions = append(versions, version{img, img.CreatedAt, len(versions)})
 		}
 	}
-	// Newest first; the new image is version 1.
-	sort.SliceStable(versions, func(i, j int) bool { return versions[i].created.After(versions[j].created) })
+	// Newest first; the new image is version 1. Glance shows creation
+	// times to the second only: images created within one second (quick
+	// republishes) are told apart by their order in all, which is
+	// Glance's own, finer, creation order.
+	sort.SliceStable(versions, func(i, j int) bool {
+		if !versions[i].created.Equal(versions[j].created) {
+			return versions[i].created.After(versions[j].created)
+		}
+		return versions[i].order > versions[j].order
+	})
 	doomed := map[string]bool{}
 	var pruning []plannedChange
 	if req.Keep > 0 && len(versions)+1 > req.Keep {

@@ -81,6 +81,22 @@ func TestPlanRotation(t *testing.T) {
 	}
 }
 
+// Versions created within one second (Glance shows created_at to the
+// second) are ordered as the series lists them, oldest first: keep 2
+// deletes the older of two same-second versions, not the newer.
+func TestPlanRotationSameSecond(t *testing.T) {
+	prot := img("v1", "deb", StatePrevious, 0)
+	prot.Protected = true
+	v2 := img("v2", "deb (2026-11-01)", StatePrevious, 0)
+	v3 := img("v3", "deb", StateCurrent, 0)
+	v4 := img("v4", "deb", StateCurrent, 0)
+	all := []images.Image{prot, v2, v3, v4}
+	got := actions(planRotation(all, "v4", v4.CreatedAt, Request{Name: "deb", Rotate: "rename", Keep: 2}))
+	if got != "rename:v1 rename:v3 keep-protected:v1 delete:v2" {
+		t.Errorf("same-second versions, keep 2: got %s", got)
+	}
+}
+
 // Already-retired images are left alone: a rerun changes nothing.
 func TestPlanRotationIsIdempotent(t *testing.T) {
 	old := img("a", "deb", StatePrevious, 1)

@@ -13,9 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/moby/sys/mountinfo"
+	"golang.org/x/sys/unix"
 
 	"builder/internal/progress"
 )
@@ -220,7 +224,7 @@ func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img
 	if err != nil {
 		return Image{}, false, err
 	}
-	defer os.RemoveAll(tmp)
+	defer removeBootstrapDir(tmp)
 	tarPath := filepath.Join(tmp, "base.tar")
 	st = o.Progress.Step("mmdebstrap " + b.Suite)
 	if err := runMmdebstrap(ctx, b, tarPath, o); err != nil {
@@ -242,6 +246,27 @@ func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img
 		}
 	}
 	return Image{Name: name, Key: key}, false, nil
+}
+
+// removeBootstrapDir removes mmdebstrap's temporary directory. An
+// mmdebstrap that was killed (the build was stopped) leaves the binds it
+// made in its tree: the host's /dev/shm, /sys and /proc among them. They
+// are detached first, deepest first; were one still there, nothing is
+// removed (a removal would walk into the host's files), and the next
+// build's clean-up of this run's directory detaches and removes it.
+func removeBootstrapDir(dir string) {
+	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+	if err != nil {
+		return
+	}
+	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
+	for _, m := range ms {
+		_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
+	}
+	if ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir)); err != nil || len(ms) > 0 {
+		return
+	}
+	os.RemoveAll(dir)
 }
 
 func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptions) error {
@@ -267,6 +292,10 @@ func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptio
 			"--skip=essential/unlink",
 			`--setup-hook=mkdir -p "$1"/var/cache/apt/archives/`,
 			"--setup-hook=sync-in "+o.AptCache+" /var/cache/apt/archives/",
+			// The shared cache also holds running builds' own package
+			// views (directories builder.RUN.apt): only its packages
+			// belong here, or the views end up in the base and the image.
+			`--setup-hook=find "$1/var/cache/apt/archives" -mindepth 1 -maxdepth 1 -type d ! -name partial -exec rm -rf {} +`,
 			"--customize-hook=sync-out /var/cache/apt/archives "+o.AptCache,
 		)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"builder/internal/cleanup"
+	"builder/internal/testreq"
 )
 
 // A step's image committed under its key but never recorded complete (a
@@ -139,4 +140,78 @@ func marked(runID string) int {
 		}
 	}
 	return n
+}
+
+// mmdebstrap killed half way (the build was stopped) leaves the host's
+// directories bound into the tree it was making: removing its temporary
+// directory detaches them first and never deletes what they show.
+func TestRemoveBootstrapDirDetachesBinds(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testreq.Missing(t, "mounting needs root")
+	}
+	host := t.TempDir()
+	keep := filepath.Join(host, "other-build-scratch")
+	if err := os.WriteFile(keep, []byte("not mmdebstrap's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "bootstrap-1")
+	shm := filepath.Join(dir, "mmdebstrap.x", "dev", "shm")
+	if err := os.MkdirAll(shm, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount(host, shm, "", syscall.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	// A bind inside the bind, as /sys's rbind has: deepest first.
+	inner := filepath.Join(t.TempDir(), "inner")
+	os.MkdirAll(inner, 0o755)
+	sub := filepath.Join(host, "sub")
+	os.MkdirAll(sub, 0o755)
+	if err := syscall.Mount(inner, filepath.Join(shm, "sub"), "", syscall.MS_BIND, ""); err != nil {
+		syscall.Unmount(shm, syscall.MNT_DETACH)
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Unmount(filepath.Join(shm, "sub"), syscall.MNT_DETACH)
+		syscall.Unmount(shm, syscall.MNT_DETACH)
+	})
+	removeBootstrapDir(dir)
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the bootstrap directory is still there: %v", err)
+	}
+	if data, err := os.ReadFile(keep); err != nil || string(data) != "not mmdebstrap's" {
+		t.Errorf("a file of the bound host directory was removed: %v", err)
+	}
+	if _, err := os.Stat(sub); err != nil {
+		t.Errorf("a directory of the bound host directory was removed: %v", err)
+	}
+}
+
+// The temporary file of a download whose build was killed is removed by
+// the next download into the cache; one still being written (its
+// downloader holds the lock) is left alone.
+func TestRemoveStaleDownloads(t *testing.T) {
+	dir := t.TempDir()
+	dead := filepath.Join(dir, ".download-dead")
+	live := filepath.Join(dir, ".download-live")
+	done := filepath.Join(dir, "0123-base.tar")
+	for _, p := range []string{dead, live, done} {
+		if err := os.WriteFile(p, []byte("half"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lock := lockDownload(live)
+	if lock == nil {
+		t.Fatal("cannot lock a fresh temporary file")
+	}
+	defer lock.Close()
+	removeStaleDownloads(dir)
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("a dead download's temporary file was kept")
+	}
+	for _, p := range []string{live, done} {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s was removed: %v", filepath.Base(p), err)
+		}
+	}
 }

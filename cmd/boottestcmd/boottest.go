@@ -66,7 +66,9 @@ type Options struct {
 	Initramfs        string
 	Append           string
 	Ready            string
-	Firmware         string
+	Firmware         string // "" is bios, or uefi with SecureBoot or arm64
+	SecureBoot       bool
+	Arch             string
 	Accel            string
 	Timeout          time.Duration
 	KVMProbe         time.Duration
@@ -90,8 +92,8 @@ type Options struct {
 // NewOptions returns Options with the command's defaults.
 func NewOptions() *Options {
 	return &Options{
-		Firmware:   "bios",
 		Accel:      "auto",
+		Arch:       "amd64",
 		Timeout:    boottest.DefaultTimeout,
 		KVMProbe:   boottest.DefaultKVMProbe,
 		Grow:       "2G",
@@ -179,7 +181,9 @@ Exit status: 0 pass, 1 fail, 2 bad usage.`,
 	f.StringVar(&opts.Initramfs, "initramfs", "", "the ramdisk's initramfs, with --kernel")
 	f.StringVar(&opts.Append, "append", "", "added to a ramdisk's kernel command line (after console=ttyS0)")
 	f.StringVar(&opts.Ready, "ready", opts.Ready, "what a ramdisk boot waits for: marker (its \"builder-ramdisk: ready\" line, or DIB's \"network ready\") or login (a login prompt)")
-	f.StringVar(&opts.Firmware, "firmware", opts.Firmware, "firmware: bios (SeaBIOS) or uefi (OVMF)")
+	f.StringVar(&opts.Firmware, "firmware", opts.Firmware, "firmware: bios (SeaBIOS) or uefi (OVMF); default bios, uefi with --secure-boot or -a arm64")
+	f.BoolVar(&opts.SecureBoot, "secure-boot", false, "boot with OVMF's Secure Boot firmware and Microsoft's keys (q35, SMM); pass only when the guest reports Secure Boot enabled")
+	f.StringVarP(&opts.Arch, "arch", "a", opts.Arch, "the image's architecture: amd64, or arm64 (qemu-system-aarch64 with AAVMF, emulated)")
 	f.StringVar(&opts.Accel, "accel", opts.Accel, "accelerator: auto (KVM if it works, else TCG), kvm or tcg")
 	f.DurationVar(&opts.Timeout, "timeout", opts.Timeout, "limit for the whole boot test")
 	f.DurationVar(&opts.KVMProbe, "kvm-probe", opts.KVMProbe, "time KVM gets to start the guest kernel before falling back to TCG")
@@ -278,6 +282,8 @@ func Run(ctx context.Context, opts *Options) error {
 		Append:            opts.Append,
 		Ready:             opts.Ready,
 		Firmware:          opts.Firmware,
+		SecureBoot:        opts.SecureBoot,
+		Arch:              opts.Arch,
 		Accel:             opts.Accel,
 		Timeout:           opts.Timeout,
 		KVMProbe:          opts.KVMProbe,

@@ -46,7 +46,7 @@ func TestFlagsToOptions(t *testing.T) {
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", o, want)
 	}
-	if o.Firmware != "bios" || o.Accel != "auto" || o.Timeout != 600*time.Second || o.KVMProbe != 20*time.Second ||
+	if o.Firmware != "" || o.Arch != "amd64" || o.SecureBoot || o.Accel != "auto" || o.Timeout != 600*time.Second || o.KVMProbe != 20*time.Second ||
 		o.Grow != "2G" || o.Memory != 1024 || o.User != "builder" || !o.ExpectGrow || o.ExpectCmdline != "" {
 		t.Errorf("defaults differ from the documented ones: %+v", o)
 	}
@@ -55,11 +55,11 @@ func TestFlagsToOptions(t *testing.T) {
 		"--grow", "1G", "--memory", "2048", "--cpus", "1", "--user", "ci", "--ssh-key", "a.pub", "--ssh-key", "b.pub",
 		"--expect-cmdline", "console=tty0 console=ttyS0,115200", "--expect-grow=false", "--require-cloud-init",
 		"--no-failed-units", "--allow-backing", "--show-password", "--cache-dir", "/c", "--console-log", "/l",
-		"--report", "/r.json", "-v", "x.raw")
+		"--report", "/r.json", "-v", "--secure-boot", "-a", "arm64", "x.raw")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Image != "x.raw" || o.Firmware != "uefi" || o.Accel != "tcg" || o.Timeout != 15*time.Minute || o.KVMProbe != 5*time.Second ||
+	if o.Image != "x.raw" || o.Firmware != "uefi" || !o.SecureBoot || o.Arch != "arm64" || o.Accel != "tcg" || o.Timeout != 15*time.Minute || o.KVMProbe != 5*time.Second ||
 		o.Grow != "1G" || o.Memory != 2048 || o.CPUs != 1 || o.User != "ci" || !reflect.DeepEqual(o.SSHKeyFiles, []string{"a.pub", "b.pub"}) ||
 		o.ExpectCmdline != "console=tty0 console=ttyS0,115200" || o.ExpectGrow || !o.RequireCloudInit || !o.NoFailedUnits ||
 		!o.AllowBacking || !o.ShowPassword || o.CacheDir != "/c" || o.ConsoleLog != "/l" || o.Report != "/r.json" || !o.Verbose {

@@ -80,7 +80,7 @@ func Run(ctx context.Context, o *Options) error {
 	}
 	fs := doctor.Run(ctx, doctor.Options{CacheDir: cache, TmpDir: tmp, StorageDrivers: rootfs.DriverOrder(),
 		KVM:   func(ctx context.Context) (bool, string) { return boottest.KVMStatus(ctx, cache) },
-		Build: true, Bootstrap: true, VM: true, Boot: true, MinFreeBytes: 2 << 30})
+		Build: true, Bootstrap: true, VM: true, Boot: true, MinFreeBytes: 2 << 30, ForeignArches: []string{"arm64"}})
 	fs = append(fs, dibLibrary(elements.FindDIBLibrary()))
 	w := tabwriter.NewWriter(o.Out, 0, 4, 2, ' ', 0)
 	failed := false

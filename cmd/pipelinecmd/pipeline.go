@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.podman.io/storage/pkg/unshare"
@@ -28,6 +29,9 @@ type Options struct {
 
 	File          string
 	Only          []string
+	Shard         string
+	CacheFrom     []string
+	CacheTo       string
 	Group         string
 	StopOnFailure bool
 	Wait          bool
@@ -48,7 +52,7 @@ func NewCmdPipeline(run func(context.Context, *Options) error) *cobra.Command {
 		Use:   "pipeline",
 		Short: "Build, boot-test and publish the images of a pipeline file",
 	}
-	cmd.AddCommand(newCmdRun(run))
+	cmd.AddCommand(newCmdRun(run), newCmdPlan(nil))
 	return cmd
 }
 
@@ -100,10 +104,17 @@ schedule: names groups of clouds, each with its images and settings;
 
 Every run first removes from its clouds what crashed runs left: temporary
 uploads and smoke-test servers older than defaults.cleanup_orphans (6h;
-false turns it off).`,
+false turns it off).
+
+Across runners (a CI matrix, a Kubernetes Indexed Job): --shard I/N runs
+the images whose position among the sorted names is I modulo N (I from 0),
+--only NAME one image; with --cache-from/--cache-to the runners share
+their steps through a registry. builder pipeline plan lists the images
+with their index, or writes the Kubernetes Job.`,
 		Example: `  builder pipeline run /etc/builder/pipeline.yaml
   builder pipeline run --only debian-12 --wait --report /var/log/builder/last.json pipeline.yaml
-  builder pipeline run --group production /etc/builder/pipeline.yaml`,
+  builder pipeline run --group production /etc/builder/pipeline.yaml
+  builder pipeline run --shard 1/4 --cache-from reg.example.com/builder/cache --cache-to reg.example.com/builder/cache pipeline.yaml`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return &imagecmd.UsageError{Err: fmt.Errorf("expected one pipeline FILE, got %d arguments: use builder pipeline run FILE", len(args))}
@@ -125,7 +136,10 @@ false turns it off).`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&opts.Only, "only", nil, "run only these images (comma separated names)")
+	f.StringSliceVar(&opts.Only, "only", nil, "run only these images (comma separated names; repeatable)")
+	f.StringVar(&opts.Shard, "shard", "", "run this runner's part `I/N` of the images: those whose position among the sorted names is I modulo N (0 <= I < N)")
+	f.StringSliceVar(&opts.CacheFrom, "cache-from", nil, "registry repositories (REGISTRY/REPO) to take cached steps from, for every image (over the file's cache_from)")
+	f.StringVar(&opts.CacheTo, "cache-to", "", "registry repository (REGISTRY/REPO) to push every step to, for every image (over the file's cache_to)")
 	f.StringVar(&opts.Group, "group", "", "run the schedule group `NAME` of the file: its images, to its clouds, with its settings")
 	f.BoolVar(&opts.StopOnFailure, "stop-on-failure", false, "leave the remaining images out after the first failure")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for an image another run is working on, instead of skipping it")
@@ -151,10 +165,25 @@ func Run(ctx context.Context, o *Options) (err error) {
 		}
 		return &imagecmd.UsageError{Err: fmt.Errorf("%w (fix the file; builder pipeline run --help shows its format)", err)}
 	}
+	var shard pipeline.Shard
+	if o.Shard != "" {
+		if shard, err = pipeline.ParseShard(o.Shard); err != nil {
+			return &imagecmd.UsageError{Err: err}
+		}
+	}
+	settings := map[string]string{}
+	if len(o.CacheFrom) > 0 {
+		settings["cache_from"] = strings.Join(o.CacheFrom, ",")
+	}
+	if o.CacheTo != "" {
+		settings["cache_to"] = o.CacheTo
+	}
 	red := redact.New()
 	out := red.Writer(o.Out)
 	defer out.Flush()
 	sum, err := pipeline.Run(ctx, f, pipeline.Options{
+		Shard:         shard,
+		Settings:      settings,
 		ImageCache:    o.ImageCache,
 		OutputDir:     o.OutputDir,
 		Only:          o.Only,

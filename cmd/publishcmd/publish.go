@@ -109,7 +109,9 @@ promotion and removes the upload.
 images still under a temporary name (NAME.uploading-RUN) and smoke-test
 servers (builder-smoke-RUN), untouched for --older-than. Only what carries
 builder's marks (its name pattern and builder_* properties or metadata)
-is touched; protected images are kept.
+is touched; protected images are kept. Publish leases (".builder-lease
+NAME") are builder's records: only a superseded generation not renewed for
+longer than the lease's expiry goes.
 
 At every moment an active, verified image is under NAME. Progress is kept
 in the images' builder_* properties: running the same command again after

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"builder/internal/binfmt"
 	"builder/internal/hosttools"
 )
 
@@ -56,6 +57,9 @@ type Options struct {
 	StorageDrivers []string
 	// MinFreeBytes is the free space wanted in the cache and temp dirs.
 	MinFreeBytes uint64
+	// ForeignArches are the other architectures to check builds and boot
+	// tests of (emulation, firmware).
+	ForeignArches []string
 }
 
 // Run performs the checks.
@@ -79,7 +83,50 @@ func Run(ctx context.Context, o Options) []Finding {
 		fs = append(fs, tools("boot test", "qemu-system-x86_64", "qemu-img", "openssl"))
 		fs = append(fs, kvm(ctx, o.KVM))
 	}
+	for _, a := range o.ForeignArches {
+		if o.Build {
+			fs = append(fs, emulation(a))
+		}
+		if o.Boot && a == "arm64" {
+			fs = append(fs, arm64Boot())
+		}
+	}
 	return fs
+}
+
+// emulation says how the kernel runs arch's programs (builds of other
+// architectures need it; a warning, since native builds do not).
+func emulation(arch string) Finding {
+	check := arch + " builds"
+	if binfmt.Native(arch) {
+		return Finding{Check: check, Status: OK, Detail: "native"}
+	}
+	st, err := binfmt.Lookup(arch)
+	if err != nil {
+		detail := err.Error()
+		if os.Geteuid() == 0 {
+			if _, lerr := exec.LookPath("qemu-" + map[string]string{"arm64": "aarch64"}[arch] + "-static"); lerr == nil {
+				detail += " (builder image registers it when run as root)"
+			}
+		}
+		return Finding{Check: check, Status: Warn, Detail: detail, Fix: binfmt.Fix(arch)}
+	}
+	return Finding{Check: check, Status: OK, Detail: fmt.Sprintf("QEMU user-mode emulation: %s, interpreter %s", st.Entry, st.Interpreter)}
+}
+
+// arm64Boot checks what boot tests of arm64 images need.
+func arm64Boot() Finding {
+	f := tools("arm64 boot test", "qemu-system-aarch64")
+	if f.Status != OK {
+		f.Status, f.Fix = Warn, "apt-get install qemu-system-arm qemu-efi-aarch64"
+		return f
+	}
+	for _, p := range []string{"/usr/share/AAVMF/AAVMF_CODE.fd", "/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw"} {
+		if _, err := os.Stat(p); err == nil {
+			return Finding{Check: "arm64 boot test", Status: OK, Detail: "qemu-system-aarch64, " + p + " (emulated: a boot takes several minutes)"}
+		}
+	}
+	return Finding{Check: "arm64 boot test", Status: Warn, Detail: "no AArch64 UEFI firmware (AAVMF)", Fix: "apt-get install qemu-efi-aarch64"}
 }
 
 // Err is nil when no finding failed, else one error listing each failure

@@ -53,15 +53,64 @@ type confElement struct {
 	kind confKind
 	// works: what the test checks; otherwise why the element does not
 	// apply, fails or cannot be verified.
-	note  string
-	batch string   // works: the build it is checked in
+	note string
+	// works: the build it is checked in. confFailsDIB: the failing build
+	// it shares with the elements of the same batch (they fail in the
+	// same hook, each with its own message), or "" for a build of its own.
+	batch string
 	vars  []string // NAME=VALUE for its build; {{...}} are the fixture's
 	check func(c *confCheck)
-	// confFailsDIB: the elements its own build starts from (the smallest
-	// set that reaches the failing hook: debian-minimal, not debian, keeps
-	// these builds short), and what builder's output must say.
+	// confFailsDIB: the elements its build starts from (the smallest set
+	// that reaches the failing hook: debian-minimal, not debian, keeps
+	// these builds short; the same for a batch), and what builder's output
+	// must say.
 	failBase []string
 	failWant string
+}
+
+// confFailBuild is one build of confFailsDIB elements.
+type confFailBuild struct {
+	name  string
+	base  []string
+	elems []confElement
+}
+
+// confFailBuilds groups the confFailsDIB elements into their builds, in
+// table order.
+func confFailBuilds() []*confFailBuild {
+	var out []*confFailBuild
+	byName := map[string]*confFailBuild{}
+	for _, e := range confTable {
+		if e.kind != confFailsDIB {
+			continue
+		}
+		name := confFailName(e)
+		b := byName[name]
+		if b == nil {
+			b = &confFailBuild{name: name, base: e.failBase}
+			byName[name] = b
+			out = append(out, b)
+		}
+		b.elems = append(b.elems, e)
+	}
+	return out
+}
+
+// confFailName is the name of a confFailsDIB element's build.
+func confFailName(e confElement) string {
+	if e.batch == "" {
+		return "fails-" + e.name
+	}
+	return "fails-" + e.batch
+}
+
+// args are the build's elements.
+func (b *confFailBuild) args() []string {
+	out := append([]string(nil), b.base...)
+	for _, e := range b.elems {
+		out = append(out, e.name)
+	}
+	return out
 }
 
 // confBatch is one build: its elements are base plus the table's elements
@@ -76,7 +125,8 @@ type confBatch struct {
 var confBatches = []confBatch{
 	{name: "debian", base: []string{"debian", "vm"}, types: "qcow2,tar", probe: true},
 	{name: "minimal", base: []string{"debian-minimal", "vm"}, types: "qcow2,tar"},
-	{name: "mbr", base: []string{"debian-minimal", "vm"}, types: "qcow2,tar"},
+	// Its one check reads the disk: no tree to write and read.
+	{name: "mbr", base: []string{"debian-minimal", "vm"}, types: "qcow2"},
 	{name: "lvm", base: []string{"debian", "vm"}, types: "qcow2,tar"},
 	{name: "ramdisk", base: []string{"debian-minimal"}, types: "qcow2,tar"},
 	{name: "dracut", base: []string{"debian-minimal"}, types: "tar"},
@@ -278,7 +328,7 @@ var confTable = []confElement{
 		}},
 	{name: "deploy-kexec", kind: confFailsDIB, failBase: []string{"debian-minimal"}, failWant: `element "deploy" not found (required by "deploy-kexec")`,
 		note: "its `element-deps` names `deploy`, an element DIB 3.13's library does not have: DIB stops resolving the elements too"},
-	{name: "deploy-targetcli", kind: confFailsDIB, failBase: []string{"debian-minimal", "dracut-ramdisk"}, failWant: "Package 'targetcli' has no installation candidate",
+	{name: "deploy-targetcli", kind: confFailsDIB, batch: "packages", failBase: []string{"debian-minimal"}, failWant: "Package 'targetcli' has no installation candidate",
 		note: "installs the package `targetcli`, which Debian does not have (it is `targetcli-fb`; no pkg-map): the package install fails, in DIB too"},
 	{name: "deploy-tgtadm", batch: "ramdisk", note: "tgt installed, and its `iscsi-func` at the ramdisk's root (its `extra-data.d` stages it in `/tmp/ramdisk-build/scripts/d`, from where DIB's ramdisk and builder's take it)",
 		check: func(c *confCheck) {
@@ -410,9 +460,9 @@ var confTable = []confElement{
 			c.contains("/etc/default/grub", "GRUB_CMDLINE_LINUX_DEFAULT=")
 		}},
 	confNA("hpdsa", "HP's Dynamic Smart Array driver for Ubuntu trusty only (its `root.d` stops any other distribution or release)"),
-	{name: "hwburnin", kind: confFailsDIB, failBase: []string{"debian-minimal", "ramdisk"}, failWant: "spew memtester",
+	{name: "hwburnin", kind: confFailsDIB, batch: "binary-deps", failBase: []string{"debian-minimal", "ramdisk"}, failWant: "spew memtester",
 		note: "its `binary-deps.d` needs `spew` and `memtester`, which it does not install: ramdisk-base's binary check stops the build, in DIB too"},
-	{name: "hwdiscovery", kind: confFailsDIB, failBase: []string{"debian-minimal", "ramdisk"}, failWant: "lshw",
+	{name: "hwdiscovery", kind: confFailsDIB, batch: "binary-deps", failBase: []string{"debian-minimal", "ramdisk"}, failWant: "lshw",
 		note: "its `binary-deps.d` needs `lshw` and `wget`, which it does not install: ramdisk-base's binary check stops the build, in DIB too"},
 	{name: "ibft-interfaces", batch: "debian", note: "`init-ibft-interfaces.service` enabled, iBFT modules loaded at boot",
 		check: func(c *confCheck) {
@@ -549,7 +599,7 @@ var confTable = []confElement{
 		check: func(c *confCheck) {
 			c.pkgs("at", "bc", "ed", "flex", "fort77", "cflow", "cxref", "pax", "uucp", "vim", "sharutils", "ncompress")
 		}},
-	{name: "proliant-tools", kind: confFailsDIB, failBase: []string{"debian-minimal"}, failWant: "Package 'python-dev' has no installation candidate",
+	{name: "proliant-tools", kind: confFailsDIB, batch: "packages", failBase: []string{"debian-minimal"}, failWant: "Package 'python-dev' has no installation candidate",
 		note: "installs `python-dev` (the default of its pkg-map), which bookworm does not have: the package install fails, in DIB too; it would then download HPE's ssacli and proliantutils from the internet"},
 	{name: "pypi", batch: "debian", note: "pip in hooks uses `DIB_PYPI_MIRROR_URL` (the test's index; a package installs from it); no `pip.conf` left in the image",
 		vars: []string{"DIB_PYPI_MIRROR_URL={{http}}/simple", "DIB_NO_PYPI_PIP=1"},
@@ -723,6 +773,16 @@ func TestConformanceTableCoversDIBLibrary(t *testing.T) {
 			if len(e.failBase) == 0 || e.failWant == "" {
 				t.Errorf("%s: a failing element needs its build's base and the expected message", e.name)
 			}
+			if e.batch != "" && batches[e.batch] {
+				t.Errorf("%s: its failing build %q has the name of a build of working elements", e.name, e.batch)
+			}
+		}
+	}
+	for _, b := range confFailBuilds() {
+		for _, e := range b.elems {
+			if strings.Join(e.failBase, " ") != strings.Join(b.base, " ") {
+				t.Errorf("%s: the elements of failing build %s need the same base (%v, not %v)", e.name, b.name, b.base, e.failBase)
+			}
 		}
 	}
 	for _, n := range lib {
@@ -759,7 +819,7 @@ type confResult struct {
 	detail string // the first problem
 }
 
-func TestDIBElementConformance(t *testing.T) {
+func TestConformanceDIBElements(t *testing.T) {
 	needE2E(t)
 	lib := confDIBLibrary(t)
 	if len(lib) != len(confTable) {
@@ -789,12 +849,12 @@ func TestDIBElementConformance(t *testing.T) {
 		}
 		t.Run("build="+b.name, func(t *testing.T) { confRunBatch(t, fix, b, elems, results) })
 	}
-	for _, e := range confTable {
-		if e.kind != confFailsDIB || (!all && !only["fails-"+e.name]) {
+	for _, b := range confFailBuilds() {
+		if !all && !only[b.name] {
 			continue
 		}
-		e := e
-		t.Run("fails="+e.name, func(t *testing.T) { confRunFailing(t, fix, e, results) })
+		b := b
+		t.Run(strings.Replace(b.name, "-", "=", 1), func(t *testing.T) { confRunFailing(t, fix, b, results) })
 	}
 	t.Logf("conformance builds took %s", time.Since(start).Round(time.Second))
 
@@ -823,7 +883,7 @@ func confRunBatch(t *testing.T, fix *confFix, b confBatch, elems []string, resul
 	args := append([]string{"image"}, all...)
 	args = append(args, "-t", b.types, "-o", filepath.Join(out, name), "--image-cache", cacheDir)
 	started := time.Now()
-	r := runBuilder(t, withTimeout(t, 40*time.Minute), append(env, "TMP_DIR="+t.TempDir()), args...)
+	r := runBuilder(t, withTimeout(t, 40*time.Minute), append(env, "TMP_DIR="+confOutDir(t, b.name+".tmp")), args...)
 	t.Logf("build %s: %s (exit %d)", b.name, time.Since(started).Round(time.Second), r.code)
 	log := r.stdout + r.stderr
 	if r.code != 0 {
@@ -838,7 +898,7 @@ func confRunBatch(t *testing.T, fix *confFix, b confBatch, elems []string, resul
 		t.Errorf("build %s failed: %s", b.name, confFirstLine(hook, failed))
 		return
 	}
-	c := &confCheck{fix: fix, out: out, img: filepath.Join(out, name)}
+	c := &confCheck{fix: fix, out: out, img: filepath.Join(out, name), memo: &confMemo{}}
 	if strings.Contains(b.types, "tar") {
 		c.tree = confReadTar(t, c.img+".tar")
 	}
@@ -859,13 +919,15 @@ func confRunBatch(t *testing.T, fix *confFix, b confBatch, elems []string, resul
 	}
 }
 
-// confRunFailing builds a confFailsDIB element on its own and expects the
-// failure the table documents.
-func confRunFailing(t *testing.T, fix *confFix, e confElement, results map[string]confResult) {
-	out := confOutDir(t, "fails-"+e.name)
-	args := append([]string{"image"}, e.failBase...)
-	args = append(args, e.name, "-t", "tar", "-o", filepath.Join(out, "conf-fail"), "--image-cache", cacheDir)
-	r := runBuilder(t, withTimeout(t, 30*time.Minute), append(fix.env(), "TMP_DIR="+t.TempDir()), args...)
+// confRunFailing runs a build of confFailsDIB elements and expects the
+// failure the table documents for each of them.
+func confRunFailing(t *testing.T, fix *confFix, b *confFailBuild, results map[string]confResult) {
+	out := confOutDir(t, b.name)
+	args := append([]string{"image"}, b.args()...)
+	args = append(args, "-t", "tar", "-o", filepath.Join(out, "conf-fail"), "--image-cache", cacheDir)
+	started := time.Now()
+	r := runBuilder(t, withTimeout(t, 30*time.Minute), append(fix.env(), "TMP_DIR="+confOutDir(t, b.name+".tmp")), args...)
+	t.Logf("build %s: %s (exit %d)", b.name, time.Since(started).Round(time.Second), r.code)
 	// The hook's own log has all of its output, the console only its end.
 	log := r.stdout + r.stderr
 	logs, _ := filepath.Glob(filepath.Join(out, "conf-fail.d", "logs", "*"))
@@ -873,30 +935,41 @@ func confRunFailing(t *testing.T, fix *confFix, e confElement, results map[strin
 		data, _ := os.ReadFile(l)
 		log += string(data)
 	}
-	switch {
-	case r.code == 0:
-		results[e.name] = confResult{detail: "builds: the table says it fails; check it and update the table"}
-		t.Errorf("%s built, the table says it fails (%s)", e.name, e.note)
-	case !strings.Contains(log, e.failWant):
-		results[e.name] = confResult{detail: "fails another way than the table says"}
-		t.Errorf("%s failed without %q in builder's output: not the documented failure", e.name, e.failWant)
-	default:
-		results[e.name] = confResult{ok: true}
+	for _, e := range b.elems {
+		switch {
+		case r.code == 0:
+			results[e.name] = confResult{detail: "builds: the table says it fails; check it and update the table"}
+			t.Errorf("%s built, the table says it fails (%s)", e.name, e.note)
+		case !strings.Contains(log, e.failWant):
+			results[e.name] = confResult{detail: "fails another way than the table says"}
+			t.Errorf("%s failed without %q in builder's output: not the documented failure", e.name, e.failWant)
+		default:
+			results[e.name] = confResult{ok: true}
+		}
 	}
 }
 
-// confOutDir is where a build writes: a temporary directory, or
-// $BUILDER_CONFORMANCE_OUT/NAME to keep the outputs for a look.
+// confOutDir is where a build writes (and NAME.tmp its TMP_DIR):
+// $BUILDER_CONFORMANCE_OUT/NAME to keep the outputs for a look, else a
+// directory of the test cache that is removed afterwards. Its path is the
+// same on every run: the build's command line (-o) is recorded in the
+// image (manifests' dib_arguments) and hooks can read TMP_DIR, so a path
+// that changed would rebuild the steps from there on. The fixture's lock
+// makes the directory this run's.
 func confOutDir(t *testing.T, name string) string {
 	t.Helper()
 	keep := os.Getenv("BUILDER_CONFORMANCE_OUT")
-	if keep == "" {
-		return t.TempDir()
+	base := keep
+	if base == "" {
+		base = filepath.Join(cacheDir, "conformance-out")
 	}
-	dir := filepath.Join(keep, name)
+	dir := filepath.Join(base, name)
 	os.RemoveAll(dir)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if keep == "" {
+		t.Cleanup(func() { os.RemoveAll(dir) })
 	}
 	return dir
 }
@@ -1012,7 +1085,7 @@ func confMarkdown(from map[string]string, results map[string]confResult) string 
 		}
 		build := e.batch
 		if e.kind == confFailsDIB {
-			build = "own: `" + strings.Join(append(append([]string(nil), e.failBase...), e.name), " ") + "`"
+			build = "fails: " + strings.TrimPrefix(confFailName(e), "fails-")
 		}
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s | %s |\n", e.name, who, confCell(status), confCell(e.note), strings.Join(vars, " "), build)
 	}
@@ -1030,6 +1103,10 @@ func confMarkdown(from map[string]string, results map[string]confResult) string 
 			probe = " (`conformance-probe` is the test's own element)"
 		}
 		fmt.Fprintf(&b, "- `%s`: `builder image %s -t %s`%s\n", bt.name, strings.Join(confDedup(elems), " "), bt.types, probe)
+	}
+	b.WriteString("\nThe builds that must fail, each with the message of every element in it:\n\n")
+	for _, fb := range confFailBuilds() {
+		fmt.Fprintf(&b, "- `fails: %s`: `builder image %s -t tar`\n", strings.TrimPrefix(fb.name, "fails-"), strings.Join(fb.args(), " "))
 	}
 	return b.String()
 }
@@ -1088,14 +1165,21 @@ func confCompareREADME(t *testing.T, table string) {
 
 // confCheck is what an element's check sees: the batch's outputs and tree.
 type confCheck struct {
-	t     *testing.T
-	fix   *confFix
-	out   string // output directory
-	img   string // out/NAME: outputs are img + ".tar", ".qcow2", ...
-	tree  confTree
-	errs  []string
-	dsk   *confDisk
-	files map[string]bool
+	t    *testing.T
+	fix  *confFix
+	out  string // output directory
+	img  string // out/NAME: outputs are img + ".tar", ".qcow2", ...
+	tree confTree
+	errs []string
+	// What several elements' checks read (the disk's partitions, the
+	// initramfs's list), worked out once per build.
+	memo *confMemo
+}
+
+type confMemo struct {
+	dsk             *confDisk
+	files           map[string]bool
+	dskErr, fileErr string // why they are empty: every check that needs them says it
 }
 
 func (c *confCheck) errorf(format string, args ...interface{}) {
@@ -1320,17 +1404,22 @@ func confVersionLess(a, b string) bool {
 // initramfs lists the files of the batch's NAME.initramfs.
 func (c *confCheck) initramfs() map[string]bool {
 	c.t.Helper()
-	if c.files != nil {
-		return c.files
+	m := c.memo
+	if m.files != nil {
+		if m.fileErr != "" {
+			c.errorf("%s", m.fileErr)
+		}
+		return m.files
 	}
-	c.files = map[string]bool{}
+	m.files = map[string]bool{}
 	data, err := os.ReadFile(c.img + ".initramfs")
 	if err != nil {
-		c.errorf("no NAME.initramfs beside the image: %v", err)
-		return c.files
+		m.fileErr = fmt.Sprintf("no NAME.initramfs beside the image: %v", err)
+		c.errorf("%s", m.fileErr)
+		return m.files
 	}
-	c.files = confCpioNames(c.t, data)
-	return c.files
+	m.files = confCpioNames(c.t, data)
+	return m.files
 }
 
 // confCpioNames lists a (gzip, zstd or plain) newc archive.
@@ -1446,14 +1535,22 @@ type confPart struct {
 
 func (c *confCheck) disk() *confDisk {
 	c.t.Helper()
-	if c.dsk != nil {
-		return c.dsk
+	m := c.memo
+	if m.dsk != nil {
+		if m.dskErr != "" {
+			c.errorf("%s", m.dskErr)
+		}
+		return m.dsk
 	}
-	c.dsk = &confDisk{}
+	m.dsk = &confDisk{}
+	fail := func(format string, args ...interface{}) *confDisk {
+		m.dskErr = fmt.Sprintf(format, args...)
+		c.errorf("%s", m.dskErr)
+		return m.dsk
+	}
 	qcow2 := c.img + ".qcow2"
 	if _, err := os.Stat(qcow2); err != nil {
-		c.errorf("no qcow2 written: %v", err)
-		return c.dsk
+		return fail("no qcow2 written: %v", err)
 	}
 	raw := filepath.Join(c.out, "disk.raw")
 	if _, err := os.Stat(raw); err != nil {
@@ -1463,8 +1560,7 @@ func (c *confCheck) disk() *confDisk {
 	}
 	out, err := exec.Command("sfdisk", "--json", raw).Output()
 	if err != nil {
-		c.errorf("sfdisk --json on the disk: %v", err)
-		return c.dsk
+		return fail("sfdisk --json on the disk: %v", err)
 	}
 	var pt struct {
 		PartitionTable struct {
@@ -1475,8 +1571,8 @@ func (c *confCheck) disk() *confDisk {
 	if err := json.Unmarshal(out, &pt); err != nil {
 		c.t.Fatal(err)
 	}
-	c.dsk = &confDisk{raw: raw, label: pt.PartitionTable.Label, parts: pt.PartitionTable.Partitions}
-	return c.dsk
+	m.dsk = &confDisk{raw: raw, label: pt.PartitionTable.Label, parts: pt.PartitionTable.Partitions}
+	return m.dsk
 }
 
 // want: the label and the partition types, in order.

@@ -209,6 +209,9 @@ type buildOpts struct {
 	types string   // -t, default tar
 	extra []string // more elements
 	out   string   // output directory, default a new one
+	// bootstrap: no DIB_LOCAL_IMAGE, the base is bootstrapped with
+	// mmdebstrap from the mirror.
+	bootstrap bool
 }
 
 // start runs `builder image debian-minimal vm fault-points` on the suite's
@@ -229,13 +232,18 @@ func (f *faultSuite) start(t *testing.T, label string, o buildOpts) *build {
 	args = append(args, o.extra...)
 	b.cmd = exec.Command(builderBin, args...)
 	b.cmd.Dir = o.out
-	b.cmd.Env = append([]string{
+	b.cmd.Env = []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + os.Getenv("HOME"),
 		// TMPDIR too: whatever builder or its tools leave in TMPDIR is
 		// then found in the build's own directory.
-		"TMP_DIR=" + b.tmp, "TMPDIR=" + b.tmp, "ELEMENTS_PATH=" + f.elements, "DIB_LOCAL_IMAGE=" + f.base.url,
+		"TMP_DIR=" + b.tmp, "TMPDIR=" + b.tmp, "ELEMENTS_PATH=" + f.elements,
 		"OVERWRITE_OLD_IMAGE=1",
-	}, o.env...)
+	}
+	if !o.bootstrap {
+		b.cmd.Env = append(b.cmd.Env, "DIB_LOCAL_IMAGE="+f.base.url)
+	}
+	// Last: a variable given twice takes its last value.
+	b.cmd.Env = append(b.cmd.Env, o.env...)
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -312,9 +320,23 @@ func (b *build) waitFor(pattern string, d time.Duration) bool {
 // next build's job.
 func (b *build) kill(t *testing.T) {
 	t.Helper()
+	b.signal(t, syscall.SIGKILL)
+}
+
+// signal stops the build as its user or its supervisor would: SIGKILL and
+// SIGINT (a terminal's Ctrl-C) go to builder's whole process group,
+// SIGTERM (kill PID, a service manager) to builder alone. It waits for
+// builder to be gone: at once after SIGKILL, within a minute after the
+// others (builder stops and cleans up).
+func (b *build) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	pid := -b.cmd.Process.Pid
+	if sig == syscall.SIGTERM {
+		pid = b.cmd.Process.Pid
+	}
 	// ESRCH: it has ended already (the caller sees its exit code).
-	if err := syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL); err != nil && err != syscall.ESRCH {
-		t.Fatalf("kill %s: %v", b.label, err)
+	if err := syscall.Kill(pid, sig); err != nil && err != syscall.ESRCH {
+		t.Fatalf("%s to %s: %v", sig, b.label, err)
 	}
 	b.wait(t, time.Minute)
 }
@@ -480,6 +502,8 @@ func (f *faultSuite) outputsComplete(t *testing.T, b *build, want bool) listing 
 			if data, _ := os.ReadFile(p); string(data) != "fault note of img\n" {
 				t.Errorf("%s: %s holds %q", b.label, n, data)
 			}
+		case n == "img.fault-big":
+			checkBigOutput(t, b, p)
 		case n == "img.d":
 		default:
 			t.Errorf("%s: left in the output directory: %s", b.label, n)
@@ -492,8 +516,23 @@ func (f *faultSuite) outputsComplete(t *testing.T, b *build, want bool) listing 
 			}
 		}
 	}
+	// Checked and listed, the images are not needed any more: some fifty
+	// builds' would take 20 GiB of the host's disk.
+	for _, n := range []string{"img.tar", "img.qcow2", "img.fault-big"} {
+		os.Remove(filepath.Join(b.out, n))
+	}
 	f.check(1)
 	return l
+}
+
+// checkBigOutput checks the fault-points element's big output
+// (FAULT_OUTPUT_MB): zeros, whole MiBs.
+func checkBigOutput(t *testing.T, b *build, p string) {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil || len(data) == 0 || len(data)%(1<<20) != 0 || bytes.Count(data, []byte{0}) != len(data) {
+		t.Errorf("%s: %s is not whole (%d bytes, %v)", b.label, filepath.Base(p), len(data), err)
+	}
 }
 
 // leftovers lists what builds of this suite left behind: processes and
@@ -524,14 +563,8 @@ func (f *faultSuite) leftovers(t *testing.T, runIDs ...string) []string {
 		}
 	}
 	store := filepath.Join(f.cache, "builder", "containers")
-	if data, err := os.ReadFile(filepath.Join(store, "storage-overlay", "overlay-containers", "containers.json")); err == nil {
-		var cs []struct {
-			Names []string `json:"names"`
-		}
-		json.Unmarshal(data, &cs)
-		for _, c := range cs {
-			found = append(found, fmt.Sprintf("container %v", c.Names))
-		}
+	for _, names := range storeContainers(store) {
+		found = append(found, fmt.Sprintf("container %v", names))
 	}
 	// Temporary files in the cache: commit staging, kept outputs being
 	// copied, downloads, package-cache views.
@@ -645,10 +678,35 @@ func (f *faultSuite) runLeftovers(b *build, id string) []string {
 		m, _ := filepath.Glob(pattern)
 		found = append(found, m...)
 	}
-	if data, err := os.ReadFile(filepath.Join(store, "storage-overlay", "overlay-containers", "containers.json")); err == nil && strings.Contains(string(data), "builder-"+id+"-") {
-		found = append(found, "a working container of run "+id)
+	for _, names := range storeContainers(store) {
+		for _, n := range names {
+			if strings.HasPrefix(n, "builder-"+id+"-") {
+				found = append(found, "working container "+n)
+			}
+		}
 	}
 	return found
+}
+
+// storeContainers lists the names of the working containers in the
+// store: buildah makes them volatile, recorded in volatile-containers.json
+// beside containers.json.
+func storeContainers(store string) [][]string {
+	var all [][]string
+	for _, f := range []string{"containers.json", "volatile-containers.json"} {
+		data, err := os.ReadFile(filepath.Join(store, "storage-overlay", "overlay-containers", f))
+		if err != nil {
+			continue
+		}
+		var cs []struct {
+			Names []string `json:"names"`
+		}
+		json.Unmarshal(data, &cs)
+		for _, c := range cs {
+			all = append(all, c.Names)
+		}
+	}
+	return all
 }
 
 // noLeftovers fails the test with what was left behind.

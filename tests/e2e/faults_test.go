@@ -10,17 +10,23 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // TestFaults injects faults into real builds of `debian-minimal vm
-// fault-points` on a private cache: SIGKILL of builder's process group in
-// every phase, during a commit, during assembly, conversion, the renames
-// and pruning, and during a download; a full cache disk and a full output
-// disk; a damaged layer and a damaged download; two builds at once of the
-// same image and of different images. After each: the next build gets
-// past the point of the fault and removes what the faulty build left;
+// fault-points` on a private cache: SIGKILL of builder's process group
+// during a download and mmdebstrap's bootstrap, in every phase's hook
+// (outside the image and in its container), while a step's outputs are
+// kept in the cache, during a commit, during assembly, conversion, the
+// renames and pruning; SIGINT (to the group, as Ctrl-C) and SIGTERM (to
+// builder) at several of those points; a full cache disk and a full
+// output disk; a read-only output directory, TMP_DIR and cache; a damaged
+// layer and a damaged download; two builds at once of the same image and
+// of different images. After each: a build stopped by SIGINT or SIGTERM
+// has cleaned up itself; the next build gets past the point of the fault
+// and removes what a killed build left;
 // the next undisturbed build succeeds and makes the same image as the
 // undisturbed reference build; outputs are complete or absent; nothing is
 // left behind (processes, mounts, loop devices, containers, locks,
@@ -45,6 +51,7 @@ func TestFaults(t *testing.T) {
 
 	t.Run("kill", f.killFaults)
 	t.Run("full disk", f.fullDisks)
+	t.Run("read-only", f.unwritable)
 	t.Run("corruption", f.corruption)
 	t.Run("concurrent", f.concurrent)
 
@@ -75,7 +82,11 @@ type killPoint struct {
 	delay time.Duration
 	// poll, when set, is checked every 10 ms after wait matched; the
 	// kill comes when it returns true.
-	poll func() bool
+	poll func(b *build) bool
+	// sig is how the build is stopped: SIGKILL (the zero value) leaves
+	// the cleaning up to the next build; after SIGINT or SIGTERM builder
+	// stops and cleans up itself.
+	sig syscall.Signal
 }
 
 // killChain is a series of builds of one command, each killed at its
@@ -90,36 +101,65 @@ type killChain struct {
 	// sameSteps: the builds reuse the reference's steps, so the image must
 	// be the same byte for byte.
 	sameSteps bool
+	// finish, when set, is the command of the last, undisturbed build
+	// (the reference's when the killed builds' command is too costly to
+	// build whole).
+	finish *buildOpts
 }
 
-// killFaults kills builds with SIGKILL at known points.
+// killFaults stops builds with SIGKILL, SIGINT and SIGTERM at known
+// points.
 func (f *faultSuite) killFaults(t *testing.T) {
 	stop := func(phase string) string { return "no_proxy=fault-stop-" + phase }
-	hook := func(phase string) killPoint {
-		return killPoint{name: phase, kind: "kill in a hook", stop: stop(phase), wait: "fault-point " + phase + " reached"}
+	hook := func(phase string, sig syscall.Signal) killPoint {
+		kind := "kill in a hook"
+		if sig != 0 {
+			kind = "stop in a hook"
+		}
+		return killPoint{name: phase + sigName(sig), kind: kind, stop: stop(phase), wait: "fault-point " + phase + " reached", sig: sig}
 	}
 	store := filepath.Join(f.cache, "builder", "containers")
+	staged := func(min int64) func(*build) bool { return func(*build) bool { return stagedBlob(store, min) } }
 	chains := []killChain{
 		// A download that is half done: nothing of it may be trusted.
-		{name: "download", opts: buildOpts{env: []string{"DIB_LOCAL_IMAGE=" + f.base.slowURL}}, sameSteps: true,
-			points: []killPoint{{name: "download", kind: "kill in a download"}}},
-		// In every phase's hook. FAULT_ROUND_ROOT makes every phase run
-		// again (they were cached); the stop points do not change keys.
-		{name: "hooks", opts: buildOpts{env: []string{"FAULT_ROUND_ROOT=k1"}}, points: []killPoint{
-			hook("root.d"), hook("extra-data.d"), hook("pre-install.d"), hook("install.d"),
-			hook("post-install.d"), hook("finalise.d"), hook("cleanup.d"),
+		{name: "download", opts: buildOpts{env: []string{"DIB_LOCAL_IMAGE=" + f.base.slowURL}}, sameSteps: true, points: []killPoint{
+			{name: "download", kind: "kill in a download"},
+			{name: "download (SIGTERM)", kind: "stop in a download", sig: syscall.SIGTERM},
 		}},
-		// During the commit of cleanup.d, made big (100 MiB of ballast):
-		// while the layer's blob is staged, and once it is complete, while
-		// the layer is being made from it.
-		{name: "commit", opts: buildOpts{env: []string{"FAULT_ROUND_CLEANUP=k2", "FAULT_BALLAST_MB=100"}}, points: []killPoint{
-			{name: "commit, staging", kind: "kill in a commit", wait: "fault ballast written", poll: func() bool { return stagedBlob(store, 0) }},
-			{name: "commit, applying", kind: "kill in a commit", wait: "fault ballast written", poll: func() bool { return stagedBlob(store, 100<<20) }},
+		// mmdebstrap bootstrapping the base from the mirror, killed once
+		// it has mounted /proc and /dev into its tree: mmdebstrap runs in
+		// a process group of its own and outlives a SIGKILL of builder's;
+		// after SIGTERM builder kills it and detaches its mounts. A whole
+		// bootstrap is costly: the last build is the reference's.
+		{name: "bootstrap", opts: buildOpts{bootstrap: true}, finish: &buildOpts{}, sameSteps: true, points: []killPoint{
+			{name: "bootstrap", kind: "kill in the bootstrap", poll: mountsIn},
+			{name: "bootstrap (SIGTERM)", kind: "stop in the bootstrap", poll: mountsIn, sig: syscall.SIGTERM},
+		}},
+		// In every phase's hook, outside the image (root.d, extra-data.d,
+		// cleanup.d) and in its container. FAULT_ROUND_ROOT makes every
+		// phase run again (they were cached); the stop points do not
+		// change keys.
+		{name: "hooks", opts: buildOpts{env: []string{"FAULT_ROUND_ROOT=k1"}}, points: []killPoint{
+			hook("root.d", 0), hook("extra-data.d", syscall.SIGTERM), hook("pre-install.d", 0), hook("install.d", syscall.SIGINT),
+			hook("install.d", 0), hook("post-install.d", 0), hook("finalise.d", syscall.SIGTERM), hook("finalise.d", 0),
+			hook("cleanup.d", 0),
+		}},
+		// cleanup.d made big: an output of 64 MiB killed while it is
+		// copied into the cache, then 100 MiB of ballast killed during
+		// the commit: while the layer's blob is staged, and once it is
+		// complete, while the layer is being made from it.
+		{name: "commit", opts: buildOpts{env: []string{"FAULT_ROUND_CLEANUP=k2", "FAULT_BALLAST_MB=100", "FAULT_OUTPUT_MB=64"}}, points: []killPoint{
+			{name: "keeping outputs", kind: "kill while keeping outputs", wait: "fault big output written", poll: keepingOutputs(store)},
+			{name: "commit, staging (SIGINT)", kind: "stop in a commit", wait: "fault big output written", poll: staged(0), sig: syscall.SIGINT},
+			{name: "commit, staging", kind: "kill in a commit", wait: "fault big output written", poll: staged(0)},
+			{name: "commit, applying", kind: "kill in a commit", wait: "fault big output written", poll: staged(100 << 20)},
 		}},
 		// builder's own work, on a build whose steps are all cached.
 		{name: "assembly and outputs", opts: buildOpts{types: "qcow2,tar"}, sameSteps: true, points: []killPoint{
 			{name: "assemble", kind: "kill in builder's work", wait: "==> assemble", delay: 300 * time.Millisecond},
+			{name: "assemble (SIGINT)", kind: "stop in builder's work", wait: "==> assemble", delay: 300 * time.Millisecond, sig: syscall.SIGINT},
 			{name: "write qcow2", kind: "kill in builder's work", wait: "==> write qcow2", delay: 500 * time.Millisecond},
+			{name: "write qcow2 (SIGTERM)", kind: "stop in builder's work", wait: "==> write qcow2", delay: 500 * time.Millisecond, sig: syscall.SIGTERM},
 			{name: "outputs", kind: "kill in builder's work", wait: "==> outputs"},
 		}},
 		// Pruning to a bound of 1 MiB: everything but the steps of the
@@ -130,6 +170,37 @@ func (f *faultSuite) killFaults(t *testing.T) {
 	}
 	for _, c := range chains {
 		t.Run(c.name, func(t *testing.T) { f.runKillChain(t, c) })
+	}
+}
+
+func sigName(sig syscall.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return " (SIGINT)"
+	case syscall.SIGTERM:
+		return " (SIGTERM)"
+	}
+	return ""
+}
+
+// mountsIn says whether something is mounted in the build's TMP_DIR
+// (mmdebstrap's /proc, /dev and /sys in the tree it bootstraps).
+func mountsIn(b *build) bool {
+	data, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if fl := strings.Fields(line); len(fl) > 4 && strings.HasPrefix(fl[4], b.tmp+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// keepingOutputs says whether a build is copying a step's outputs into
+// the cache (a temporary directory of the run in step-outputs).
+func keepingOutputs(store string) func(*build) bool {
+	return func(*build) bool {
+		m, _ := filepath.Glob(filepath.Join(store, "step-outputs", "*.builder.*.tmp-*"))
+		return len(m) > 0
 	}
 }
 
@@ -149,9 +220,10 @@ func (f *faultSuite) runKillChain(t *testing.T, c killChain) {
 		if p.stop != "" {
 			o.env = append(append([]string(nil), o.env...), p.stop)
 		}
-		f.base.stall.Store(p.kind == "kill in a download")
-		b := f.start(t, "build killed at "+p.name, o)
-		if p.kind == "kill in a download" {
+		download := strings.Contains(p.kind, "download")
+		f.base.stall.Store(download)
+		b := f.start(t, "build stopped at "+p.name, o)
+		if download {
 			select {
 			case <-f.base.stalled:
 			case <-time.After(10 * time.Minute):
@@ -164,7 +236,7 @@ func (f *faultSuite) runKillChain(t *testing.T, c killChain) {
 		}
 		time.Sleep(p.delay)
 		if p.poll != nil {
-			for deadline := time.Now().Add(5 * time.Minute); !p.poll(); time.Sleep(10 * time.Millisecond) {
+			for deadline := time.Now().Add(10 * time.Minute); !p.poll(b); time.Sleep(10 * time.Millisecond) {
 				if time.Now().After(deadline) {
 					b.kill(t)
 					t.Fatalf("%s: the kill point never came", p.name)
@@ -172,12 +244,36 @@ func (f *faultSuite) runKillChain(t *testing.T, c killChain) {
 			}
 		}
 		id := b.runID()
-		b.kill(t)
-		f.count(p.kind)
-		if b.code != 137 {
-			t.Fatalf("%s: the build ended (exit %d) before it was killed", p.name, b.code)
+		sig := p.sig
+		if sig == 0 {
+			sig = syscall.SIGKILL
 		}
-		// What the killed build wrote is complete or absent.
+		sent := time.Now()
+		b.signal(t, sig)
+		f.count(p.kind)
+		switch {
+		case sig == syscall.SIGKILL && b.code != 137, sig != syscall.SIGKILL && (b.code == 0 || b.code == 137):
+			t.Fatalf("%s: the build ended (exit %d) before it was stopped", p.name, b.code)
+		case sig != syscall.SIGKILL:
+			// Stopped, not killed: it said so, stopped soon, and left
+			// nothing for the next build to clean.
+			if !strings.Contains(b.output(), "stopping and cleaning up") {
+				t.Errorf("%s: builder did not say it was stopping", p.name)
+			}
+			if took := time.Since(sent); took > time.Minute {
+				t.Errorf("%s: took %s to stop", p.name, took.Round(time.Second))
+			}
+			if l := f.runLeftovers(b, id); len(l) > 0 {
+				t.Errorf("the build stopped by %s at %s left:\n%s", sig, p.name, strings.Join(l, "\n"))
+			}
+			f.check(3)
+		}
+		if sig == syscall.SIGKILL {
+			// What the next build must clean up (for the log: a kill
+			// point whose list is empty came between two pieces of work).
+			t.Logf("the kill at %s left: %s", p.name, strings.Join(f.runLeftovers(b, id), " "))
+		}
+		// What the stopped build wrote is complete or absent.
 		f.outputsCompleteOrPartial(t, b)
 		// This build got past the previous kill point and cleaned up
 		// after the build killed there.
@@ -193,6 +289,9 @@ func (f *faultSuite) runKillChain(t *testing.T, c killChain) {
 	// The same command, undisturbed, into the same directory.
 	f.base.stall.Store(false)
 	o := c.opts
+	if c.finish != nil {
+		o = *c.finish
+	}
 	o.out = out
 	next := f.start(t, "build after the kills ("+c.name+")", o)
 	if next.wait(t, 30*time.Minute) != 0 {
@@ -269,6 +368,8 @@ func (f *faultSuite) outputsCompleteOrPartial(t *testing.T, b *build) {
 			if out, err := exec.Command("qemu-img", "check", "-q", p).CombinedOutput(); err != nil {
 				t.Errorf("the killed build left a damaged %s: %v\n%s", e.Name(), err, out)
 			}
+		case "img.fault-big":
+			checkBigOutput(t, b, p)
 		}
 	}
 	f.check(1)
@@ -340,6 +441,44 @@ func (f *faultSuite) fullDisks(t *testing.T) {
 		f.sameImage(t, "after a full output disk", f.outputsComplete(t, next, true), f.ref, true)
 		f.noLeftovers(t, "the build after a full output disk")
 	})
+}
+
+// unwritable runs builds whose output directory, TMP_DIR or image cache
+// is on a read-only filesystem (as root, modes do not stop a write): each
+// fails at once, exit 2, with one line that names the directory and what
+// to do, and leaves nothing.
+func (f *faultSuite) unwritable(t *testing.T) {
+	ro := filepath.Join(f.root, "readonly")
+	os.MkdirAll(ro, 0o755)
+	mustRun(t, "mount", "-t", "tmpfs", "-o", "ro,size=1m", "builder-fault-ro", ro)
+	mounted := true
+	defer func() {
+		if mounted {
+			unmount(t, ro)
+		}
+	}()
+	for _, c := range []struct {
+		what, want string
+		opts       buildOpts
+	}{
+		{"output directory", "output directory " + ro + " is not writable", buildOpts{out: ro}},
+		{"TMP_DIR", "create work directory in " + ro, buildOpts{env: []string{"TMP_DIR=" + ro}}},
+		{"image cache", "image cache " + ro + " is not writable", buildOpts{args: []string{"--image-cache", ro}}},
+	} {
+		b := f.start(t, "build with a read-only "+c.what, c.opts)
+		code := b.wait(t, 5*time.Minute)
+		f.count("read-only directory")
+		if code != 2 {
+			t.Errorf("%s: exit %d, want 2", b.label, code)
+		}
+		f.failedClearly(t, b, c.want)
+		if last := tailLines(b.output(), 1); !strings.Contains(last, "; ") && !strings.Contains(last, "(set ") {
+			t.Errorf("%s: the line says no fix: %q", b.label, last)
+		}
+	}
+	unmount(t, ro)
+	mounted = false
+	f.noLeftovers(t, "read-only directories")
 }
 
 // leftDuringFull notes what a build on a full disk left (it may not be

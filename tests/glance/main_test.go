@@ -89,10 +89,13 @@ func TestMain(m *testing.M) {
 	if testing.Short() || os.Geteuid() != 0 {
 		os.Exit(m.Run())
 	}
-	code := func() int {
+	code := func() (code int) {
 		defer func() {
 			for _, s := range []*services{noauth, keystone} {
 				if s != nil {
+					if code != 0 {
+						s.keepLogs()
+					}
 					s.script("down")
 				}
 			}
@@ -165,6 +168,28 @@ func (s *services) script(cmd string) ([]byte, error) {
 			fmt.Sprintf("NET_PORT=%d", p[2]), fmt.Sprintf("MQ_PORT=%d", p[3]), fmt.Sprintf("MQ_DIST_PORT=%d", p[4]))
 	}
 	return c.CombinedOutput()
+}
+
+// keepLogs saves the services' logs before down removes them, when a test
+// failed: what Glance, Keystone, Nova or RabbitMQ said is the cause of
+// many a failure here (a stalled RPC, a full disk), and it is printed too,
+// briefly, for CI.
+func (s *services) keepLogs() {
+	if s.dir == "" {
+		return
+	}
+	keep, err := os.MkdirTemp("", "builder-glance-logs-"+s.mode+"-")
+	if err != nil {
+		return
+	}
+	// cp of each service's log directory, as SVC_DIR/SERVICE/log.
+	logs, _ := filepath.Glob(filepath.Join(s.dir, "*", "log"))
+	for _, d := range logs {
+		dst := filepath.Join(keep, filepath.Base(filepath.Dir(d)))
+		exec.Command("cp", "-r", d, dst).Run()
+	}
+	out, _ := exec.Command("sh", "-c", `grep -h -E " (ERROR|CRITICAL) |\[(warning|error)\].*alarm" "$1"/*/* 2>/dev/null | tail -n 30`, "sh", keep).Output()
+	fmt.Fprintf(os.Stderr, "glance test: a test failed; the %s services' logs are kept in %s; their last errors:\n%s", s.mode, keep, out)
 }
 
 func freePorts(n int) []int {

@@ -32,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,6 +51,12 @@ func needNova(t *testing.T) {
 		t.Fatal("the keystone services were started without Nova")
 	}
 }
+
+// novaMu: one test at a time makes servers. Nova on SQLite fails a
+// server's update with "database is locked" when another server's writes
+// land in the same moment (SQLite cannot wait for a transaction that read
+// before the other one wrote), which a real cloud's database does not.
+var novaMu sync.Mutex
 
 // computeClient logs in with an openrc's variables and returns Nova.
 func computeClient(t *testing.T, env []string) *gophercloud.ServiceClient {
@@ -98,6 +105,8 @@ func smokeServers(t *testing.T, cc *gophercloud.ServiceClient, prefix string) []
 func TestSmokeTestNova(t *testing.T) {
 	needNova(t)
 	t.Parallel()
+	novaMu.Lock()
+	defer novaMu.Unlock()
 	keystone.mu.RLock()
 	defer keystone.mu.RUnlock()
 	c := keystoneCloud(t, "builder-openrc")
@@ -193,6 +202,8 @@ schedule:
 func TestSmokeTestBlocksPromotion(t *testing.T) {
 	needNova(t)
 	t.Parallel()
+	novaMu.Lock()
+	defer novaMu.Unlock()
 	keystone.mu.RLock()
 	defer keystone.mu.RUnlock()
 	c := keystoneCloud(t, "builder-openrc")

@@ -3,6 +3,7 @@ package glance
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,6 +83,8 @@ func ownProject(t *testing.T, name string) []string {
 func TestCleanupOrphans(t *testing.T) {
 	needNova(t)
 	t.Parallel()
+	novaMu.Lock()
+	defer novaMu.Unlock()
 	keystone.mu.RLock()
 	defer keystone.mu.RUnlock()
 	proj := unique("orphans")
@@ -124,6 +127,16 @@ func TestCleanupOrphans(t *testing.T) {
 	protected := mk("deb.uploading-"+run, marks("uploading"), true)
 	lookalike := mk("deb.uploading-"+run, map[string]string{"builder_state": "uploading"}, false) // no series, no run
 	otherRun := mk("deb.uploading-"+run, map[string]string{"builder_series": "deb", "builder_state": "uploading", "builder_run": "20260101T000000Z-000000"}, false)
+	// Publish leases (publish/lease.go) of "deb": builder's own records,
+	// never a user's image nor a version of the series. Generation 0,
+	// released and renewed long ago, is superseded by 1 but Glance
+	// updated it just now: within the lease's TTL, so both stay.
+	leaseMarks := func(gen, state, renewed string) map[string]string {
+		return map[string]string{"builder_lease": "0123456789abcdef", "builder_lease_gen": gen, "builder_lease_state": state,
+			"builder_lease_holder": "crashed-host pid 1 run " + run, "builder_lease_renewed": renewed}
+	}
+	lease0 := mk(".builder-lease deb", leaseMarks("0", "released", "2026-01-01T00:00:00Z"), false)
+	lease1 := mk(".builder-lease deb", leaseMarks("1", "held", "2026-01-01T00:00:00Z"), false)
 
 	server := func(name string, meta map[string]string) string {
 		t.Helper()
@@ -149,7 +162,7 @@ func TestCleanupOrphans(t *testing.T) {
 		return m
 	}
 	all := map[string]string{"uploading": uploading, "verified": verified, "protected": protected, "lookalike": lookalike,
-		"other run": otherRun, "published": current.ID, "smoke server": smoke, "untagged server": untagged, "renamed server": renamed}
+		"other run": otherRun, "published": current.ID, "lease 0": lease0, "lease 1": lease1, "smoke server": smoke, "untagged server": untagged, "renamed server": renamed}
 	check := func(step string, gone ...string) {
 		t.Helper()
 		have := exists()
@@ -191,6 +204,54 @@ func TestCleanupOrphans(t *testing.T) {
 	}
 	if b, err := os.ReadFile(report); err != nil || json.Unmarshal(b, &rep) != nil || !rep.OK || len(rep.Changes) != 4 {
 		t.Errorf("report: %+v (%v)", rep, err)
+	}
+
+	// Every pipeline run starts with the same cleanup of its clouds: a
+	// leftover of another crashed run goes, with the bound of
+	// defaults.cleanup_orphans, before the run's own image is published.
+	run2 := "20260101T000001Z-fedcba"
+	m2 := marks("uploading")
+	m2["builder_run"] = run2
+	all["second leftover"] = mk("deb.uploading-"+run2, m2, false)
+	time.Sleep(2 * time.Second)
+	up := newUpstream(t)
+	src, _ := makeImage(t, dir, "src", "orphans-pipeline", 0.5, false)
+	digest := up.release(t, "img.qcow2", src)
+	file := filepath.Join(dir, "pipeline.yaml")
+	yaml := fmt.Sprintf(`defaults:
+  image_cache: %s
+  output_dir: out
+  boot_test: false
+  cleanup_orphans: 1s
+  publish: {clouds: [env], visibility: private}
+images:
+  - name: fromsource
+    source: {url: %s/cloud/img.qcow2, checksum: "sha512:%s"}
+`, filepath.Join(dir, "cache"), up.srv.URL, digest)
+	if err := os.WriteFile(file, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = runInProcess(t, env, "pipeline", "run", file)
+	if r.err != nil || !strings.Contains(r.stdout, "cleanup of env: removed 1 leftovers") ||
+		strings.Index(r.stdout, "cleanup of env") > strings.Index(r.stdout, "publish to env") {
+		t.Errorf("pipeline run: %v; want its cleanup first, removing the second leftover", r.err)
+	}
+	check("pipeline run", "uploading", "verified", "smoke server", "second leftover")
+
+	// A new version of "deb", keeping one: the rotation takes the old
+	// version and leaves the lease records alone.
+	pub2, _ := makeImage(t, dir, "pub2", "orphans-published-2", 0.5, false)
+	if r = c.publish(t, "--name", "deb", "--no-boot-test", "--visibility", "private", "--keep", "1", pub2); r.err != nil {
+		t.Fatal(r.err)
+	}
+	if strings.Contains(r.stdout, ".builder-lease") {
+		t.Error("publish took a lease record for a version of the series")
+	}
+	check("publish, keep 1", "uploading", "verified", "smoke server", "second leftover", "published")
+
+	// A lease's name is builder's: refused as a name to publish under.
+	if r := c.publish(t, "--name", ".builder-lease deb", "--no-boot-test", pub2); r.err == nil || !strings.Contains(r.err.Error(), "publish leases") {
+		t.Errorf("publishing under a lease's name: %v", r.err)
 	}
 
 	// Bad usage: one line naming the fix.
