@@ -111,6 +111,10 @@ type Request struct {
 	// LockDir, when set, holds a lock per cloud and name so that two
 	// publishes on this host never work on the same name at once.
 	LockDir string
+	// LeaseTTL: publishes of one name on different hosts take turns
+	// through a lease kept in Glance; a holder that has not renewed its
+	// lease for this long is taken to have died (default 10 min).
+	LeaseTTL time.Duration
 	// Out receives one line per step.
 	Out io.Writer
 }
@@ -170,6 +174,9 @@ func (r *Request) validate() error {
 	if !contains(Rotations, r.Rotate) {
 		return fmt.Errorf("rotation %q: use private (previous images become private) or rename (they get their date in the name)", r.Rotate)
 	}
+	if r.LeaseTTL < 0 || (r.LeaseTTL > 0 && r.LeaseTTL < 2*time.Second) {
+		return fmt.Errorf("lease TTL %s: give at least 2s (the default is 10m)", r.LeaseTTL)
+	}
 	if r.Keep < 0 {
 		return fmt.Errorf("keep %d: give the number of versions to keep (0 keeps all)", r.Keep)
 	}
@@ -224,6 +231,7 @@ type publisher struct {
 	run   string // this run's id
 	owner string
 	desc  string // the description, rendered
+	lease *lease // nil in a dry run
 }
 
 func (p *publisher) say(format string, args ...any) {
@@ -290,6 +298,25 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 			return nil, err
 		}
 		defer l.Unlock()
+	}
+	if !req.DryRun {
+		// Across hosts: CI runners and pods publishing the same name.
+		t := defaultLeaseTiming
+		if req.LeaseTTL > 0 {
+			t = leaseTiming{TTL: req.LeaseTTL, Renew: req.LeaseTTL / 10, Poll: min(t.Poll, req.LeaseTTL/10)}
+		}
+		l, err := c.acquireLease(ctx, req.Name, leaseHolder(req.Host, p.run), t, func(holder string) {
+			p.say("waiting: another runner is publishing %q to %s (%s)", req.Name, c.Label, holder)
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.lease = l
+		defer func() {
+			if rerr := l.release(ctx); rerr != nil && err == nil {
+				err = fmt.Errorf("release the publish lease: %w", rerr)
+			}
+		}()
 	}
 
 	p.say("%s to %s as %q: %s, %s virtual, sha512 %.16s...", filepath.Base(li.Path), c.Label, req.Name, li.DiskFormat, humanBytes(li.VirtualSize), li.SHA512)
@@ -367,6 +394,9 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 	// 3. Promote: the new image takes the name (the old ones still have it).
 	p.record(Change{Action: "promote", ImageID: newID, ImageName: req.Name, Detail: "visibility " + req.Visibility})
 	if !req.DryRun {
+		if err := p.lease.check(ctx); err != nil {
+			return p.res, err
+		}
 		if newImg, err = p.promote(ctx, newImg); err != nil {
 			return p.res, err
 		}
@@ -387,6 +417,9 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 		p.record(ch.Change)
 		if req.DryRun || ch.Action == "keep-protected" {
 			continue
+		}
+		if err := p.lease.check(ctx); err != nil {
+			return p.res, err
 		}
 		if ch.Action == "delete" {
 			err = c.delete(ctx, ch.ImageID)

@@ -65,6 +65,7 @@ type Options struct {
 
 	ActiveTimeout time.Duration
 	LockDir       string
+	LeaseTTL      time.Duration
 	Report        string
 }
 
@@ -78,6 +79,7 @@ func NewOptions() *Options {
 		OlderThan:     publish.DefaultOrphanAge,
 		ActiveTimeout: 10 * time.Minute,
 		LockDir:       workspace.New("").PublishLocks(),
+		LeaseTTL:      10 * time.Minute,
 	}
 }
 
@@ -173,6 +175,7 @@ report.`,
 	f.DurationVar(&opts.OlderThan, "older-than", opts.OlderThan, "with --cleanup-orphans: only what was untouched for this long")
 	f.DurationVar(&opts.ActiveTimeout, "active-timeout", opts.ActiveTimeout, "how long Glance may take to mark the upload active")
 	f.StringVar(&opts.LockDir, "lock-dir", opts.LockDir, "directory of the locks that keep two publishes of one name on this host apart")
+	f.DurationVar(&opts.LeaseTTL, "lease-ttl", opts.LeaseTTL, "publishes of one name on different hosts take turns through a lease in Glance; a holder silent for this long is taken to have died")
 	f.StringVar(&opts.Report, "report", "", "write what was done as JSON to `FILE` (without secrets)")
 	return cmd
 }
@@ -281,6 +284,7 @@ func (o *Options) request() (publish.Request, error) {
 		DryRun:        o.DryRun,
 		ActiveTimeout: o.ActiveTimeout,
 		LockDir:       o.LockDir,
+		LeaseTTL:      o.LeaseTTL,
 		Description:   o.Description,
 		Meta: publish.Metadata{
 			OSDistro:       o.OSDistro,
