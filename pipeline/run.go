@@ -36,7 +36,11 @@ type Options struct {
 	// skipping the image.
 	Wait bool
 	// DryRun prints what would be built and published, and does nothing.
-	DryRun  bool
+	DryRun bool
+	// Force boot-tests and uploads images whose content a cloud already
+	// has under their name (otherwise they are unchanged: no boot test,
+	// no upload).
+	Force   bool
 	Verbose bool
 	// Environ is the environment: DIB_* variables for the builds, OS_*
 	// for publishing to the "env" cloud (nil: os.Environ()).
@@ -118,7 +122,9 @@ type Published struct {
 	ImageID    string `json:"image_id,omitempty"`
 	Visibility string `json:"visibility,omitempty"`
 	Uploaded   bool   `json:"uploaded"`
-	Error      string `json:"error,omitempty"`
+	// Unchanged: the name had this very content already.
+	Unchanged bool   `json:"unchanged"`
+	Error     string `json:"error,omitempty"`
 	// SmokeTest is what the smoke test in the cloud saw, when it ran.
 	SmokeTest *publish.SmokeResult `json:"smoke_test,omitempty"`
 }
@@ -362,8 +368,18 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 		r.say(img.Name, "warning: %s", w)
 	}
 
+	// An image every cloud already has under its name, with this very
+	// content, is unchanged: no boot test, no upload.
+	unchanged := pub != nil && !r.o.Force && r.unchangedEverywhere(ctx, img, pub, li)
+
 	// Boot test.
-	if bootCfg.Enabled {
+	if unchanged {
+		res.BootTest = "unchanged"
+		r.say(img.Name, "unchanged: every cloud has this very file as %q already: no boot test, no upload", pub.Name)
+	} else if p, ok := boottest.PassedBefore(workspace.New(r.cache).BootTest(), li.SHA512, bootFirmware(bootCfg, li), version.Version()); bootCfg.Enabled && ok {
+		res.BootTest = OK
+		r.say(img.Name, "boot test passed before for this very file (%s): %s", p.At.Format(time.RFC3339), p.Summary)
+	} else if bootCfg.Enabled {
 		fw := bootCfg.Firmware
 		if fw == "" {
 			fw = "bios"
@@ -380,6 +396,9 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 		}
 		res.BootTest = OK
 		r.say(img.Name, "boot test passed: %s", rep.Summary())
+		if err := boottest.RememberPass(workspace.New(r.cache).BootTest(), li.SHA512, fw, version.Version(), rep); err != nil {
+			r.say(img.Name, "note: the pass is not remembered: %v", err)
+		}
 	} else {
 		res.BootTest = "skipped"
 	}
@@ -394,7 +413,7 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 		p := Published{Cloud: cloud, Name: pub.Name}
 		pr, err := r.publish(ctx, img, pub, cloud, li, buildDate, src)
 		if pr != nil {
-			p.ImageID, p.Visibility, p.Uploaded, p.SmokeTest = pr.ImageID, pr.Visibility, pr.Uploaded, pr.SmokeTest
+			p.ImageID, p.Visibility, p.Uploaded, p.SmokeTest, p.Unchanged = pr.ImageID, pr.Visibility, pr.Uploaded, pr.SmokeTest, pr.Already
 		}
 		if err != nil {
 			p.Error = r.o.Redact.String(err.Error())
@@ -412,6 +431,45 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 	}
 	res.Publish = OK
 	return res
+}
+
+// bootFirmware is the firmware the boot test uses: the file's setting, else
+// UEFI for a UEFI-only disk, else BIOS.
+func bootFirmware(b BootTest, li *publish.LocalImage) string {
+	if b.Firmware != "" {
+		return b.Firmware
+	}
+	if li.Firmware == "uefi" {
+		return "uefi"
+	}
+	return "bios"
+}
+
+// unchangedEverywhere says whether every cloud of pub has li's very
+// content under pub's name. A cloud that cannot be asked counts as
+// changed: the full publish then says what is wrong.
+func (r *runner) unchangedEverywhere(ctx context.Context, img Image, pub *Publish, li *publish.LocalImage) bool {
+	for _, cloud := range pub.Clouds {
+		cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
+		if cloud != EnvCloud {
+			cr.Cloud = cloud
+		}
+		c, err := r.steps.Connect(ctx, cr)
+		if err != nil {
+			return false
+		}
+		cc, ok := c.(interface {
+			Current(context.Context, *publish.LocalImage, publish.Request) (string, error)
+		})
+		if !ok {
+			return false
+		}
+		id, err := cc.Current(ctx, li, publish.Request{Name: pub.Name, Visibility: pub.Visibility, Rotate: pub.Rotate, Properties: pub.Properties})
+		if err != nil || id == "" {
+			return false
+		}
+	}
+	return len(pub.Clouds) > 0
 }
 
 func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud string, li *publish.LocalImage, date time.Time, src source) (*publish.Result, error) {
@@ -434,6 +492,7 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 		smoke = &s
 	}
 	return c.Publish(ctx, li, publish.Request{
+		Force:       r.o.Force,
 		Description: pub.Description,
 		SmokeTest:   smoke,
 		Name:        pub.Name,

@@ -37,6 +37,7 @@ const (
 	PropVersion    = "builder_version"
 	PropSource     = "builder_source"        // the URL a downloaded image came from
 	PropSourceSum  = "builder_source_digest" // its verified digest, "sha512:HEX"
+	PropSBOM       = "builder_sbom_sha256"   // sha256 of the image's NAME.spdx.json
 )
 
 // Values of PropState, in the order an image goes through them.
@@ -96,6 +97,9 @@ type Request struct {
 	SmokeTest *SmokeTest
 	// DryRun reports what would change and changes nothing.
 	DryRun bool
+	// Force uploads the file even when the name already has this very
+	// content (which otherwise only finishes the rotation).
+	Force bool
 	// ActiveTimeout bounds the wait for Glance to mark the upload active
 	// (default 10 min). UploadStall fails an upload that sent nothing for
 	// that long (default 5 min).
@@ -432,10 +436,30 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 	}
 	if req.DryRun {
 		p.say("dry run: nothing was changed")
+	} else if p.res.Already {
+		p.say("unchanged: %q is %s, already this file (%s, active, %s verified)", req.Name, newImg.ID, req.Visibility, p.res.HashAlgo)
 	} else {
 		p.say("done: %q is %s (%s, active, %s verified)", req.Name, newImg.ID, req.Visibility, p.res.HashAlgo)
 	}
 	return p.res, nil
+}
+
+// Current returns the ID of the image that has req.Name with this very
+// content (promoted, active, its recorded hash the file's), or "":
+// publishing the file again would change nothing, so it needs no boot
+// test and no upload. With req.Force it is always "".
+func (c *Cloud) Current(ctx context.Context, li *LocalImage, req Request) (string, error) {
+	if err := req.validate(); err != nil {
+		return "", err
+	}
+	all, err := c.series(ctx, req.Name, c.Project)
+	if err != nil {
+		return "", err
+	}
+	if cur := classify(all, li, req, time.Now()).current; cur != nil {
+		return cur.ID, nil
+	}
+	return "", nil
 }
 
 // series lists the images of this owner that belong to the name: those
@@ -485,7 +509,7 @@ func classify(all []images.Image, li *LocalImage, req Request, now time.Time) re
 		}
 		state := prop(img, PropState)
 		switch {
-		case state == StateCurrent && img.Name == req.Name && img.Status == images.ImageStatusActive && matches(img, li):
+		case !req.Force && state == StateCurrent && img.Name == req.Name && img.Status == images.ImageStatusActive && matches(img, li):
 			if rec.current == nil || img.CreatedAt.After(rec.current.CreatedAt) {
 				rec.current = &img
 			}
@@ -497,7 +521,7 @@ func classify(all []images.Image, li *LocalImage, req Request, now time.Time) re
 				rec.inFlight = append(rec.inFlight, img)
 				continue
 			}
-			if img.Status == images.ImageStatusActive && matches(img, li) && (rec.reuse == nil || img.CreatedAt.After(rec.reuse.CreatedAt)) {
+			if !req.Force && img.Status == images.ImageStatusActive && matches(img, li) && (rec.reuse == nil || img.CreatedAt.After(rec.reuse.CreatedAt)) {
 				if rec.reuse != nil {
 					rec.leftovers = append(rec.leftovers, *rec.reuse)
 				}
@@ -754,6 +778,7 @@ func (p *publisher) properties() map[string]string {
 	set(PropVersion, p.req.Meta.BuilderVersion)
 	set(PropSource, p.req.Meta.Source)
 	set(PropSourceSum, p.req.Meta.SourceDigest)
+	set(PropSBOM, p.li.SBOMDigest)
 	set("description", p.desc)
 	for k, v := range p.req.Properties {
 		m[k] = v

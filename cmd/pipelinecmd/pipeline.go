@@ -32,6 +32,7 @@ type Options struct {
 	StopOnFailure bool
 	Wait          bool
 	DryRun        bool
+	Force         bool
 	ImageCache    string
 	OutputDir     string
 	Report        string
@@ -130,6 +131,7 @@ false turns it off).`,
 	f.BoolVar(&opts.StopOnFailure, "stop-on-failure", false, "leave the remaining images out after the first failure")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for an image another run is working on, instead of skipping it")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "check FILE and print what would be built and published")
+	f.BoolVar(&opts.Force, "force", false, "boot-test and publish images even when a cloud has their very content under their name already")
 	f.StringVar(&opts.ImageCache, "image-cache", "", "image cache (default: the file's image_cache, DIB_IMAGE_CACHE or ~/.cache/image-create)")
 	f.StringVar(&opts.OutputDir, "output-dir", "", "where the images are written (default: the file's output_dir, or its directory)")
 	f.StringVar(&opts.Report, "report", "", "write the summary as JSON to `FILE` (without secrets)")
@@ -162,6 +164,7 @@ func Run(ctx context.Context, o *Options) (err error) {
 		StopOnFailure: o.StopOnFailure,
 		Wait:          o.Wait,
 		DryRun:        o.DryRun,
+		Force:         o.Force,
 		Verbose:       o.Verbose,
 		Environ:       o.Environ,
 		Out:           out,
