@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +34,9 @@ type Options struct {
 	Group string
 	// StopOnFailure leaves the remaining images out after a failure.
 	StopOnFailure bool
+	// Jobs is how many images are built at once (0: one; the command
+	// defaults to DefaultJobs()).
+	Jobs int
 	// Wait waits for an image's lock held by another run instead of
 	// skipping the image.
 	Wait bool
@@ -210,19 +215,7 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 		r.say("pipeline", "group %s: %d images to %s", o.Group, len(todo), strings.Join(group.Clouds, ", "))
 	}
 	r.cleanupOrphans(ctx, todo)
-	stop := false
-	for _, img := range todo {
-		if stop || ctx.Err() != nil {
-			sum.Images = append(sum.Images, ImageResult{Name: img.Name, Result: NotRun, Build: None, BootTest: None, Publish: None})
-			continue
-		}
-		res := r.image(ctx, img)
-		sum.Images = append(sum.Images, res)
-		if res.Result == Failed && o.StopOnFailure {
-			r.say(img.Name, "stopping: --stop-on-failure")
-			stop = true
-		}
-	}
+	sum.Images = r.all(ctx, todo)
 	sum.Seconds = time.Since(sum.Started).Seconds()
 	if err := ctx.Err(); err != nil {
 		return sum, fmt.Errorf("pipeline interrupted: %w", err)
@@ -231,6 +224,73 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 		return sum, fmt.Errorf("%d of %d images failed: %s", len(failed), len(sum.Images), strings.Join(failed, ", "))
 	}
 	return sum, nil
+}
+
+// all runs the images, up to Jobs at once (their common steps are built
+// once: the store's step locks), and returns their results in the file's
+// order.
+func (r *runner) all(ctx context.Context, todo []Image) []ImageResult {
+	jobs := max(r.o.Jobs, 1)
+	results := make([]ImageResult, len(todo))
+	var (
+		mu   sync.Mutex
+		stop bool
+		wg   sync.WaitGroup
+	)
+	slots := make(chan struct{}, jobs)
+	for i, img := range todo {
+		slots <- struct{}{}
+		mu.Lock()
+		halted := stop || ctx.Err() != nil
+		mu.Unlock()
+		if halted {
+			<-slots
+			results[i] = ImageResult{Name: img.Name, Result: NotRun, Build: None, BootTest: None, Publish: None}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			res := r.image(ctx, img)
+			results[i] = res
+			if res.Result == Failed && r.o.StopOnFailure {
+				mu.Lock()
+				if !stop {
+					r.say(img.Name, "stopping: --stop-on-failure")
+				}
+				stop = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// DefaultJobs is how many images a pipeline builds at once unless told:
+// one per two cores and per 4 GiB of available memory, at least one (an
+// image build keeps about a core busy and its tmpfs scratch in memory).
+func DefaultJobs() int {
+	n := runtime.NumCPU() / 2
+	if m := memAvailable() / (4 << 30); m < int64(n) {
+		n = int(m)
+	}
+	return max(n, 1)
+}
+
+func memAvailable() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemAvailable:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 type runner struct {

@@ -5,6 +5,7 @@ package pipelinecmd
 
 import (
 	"builder/internal/redact"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -30,6 +31,7 @@ type Options struct {
 	Only          []string
 	Group         string
 	StopOnFailure bool
+	Jobs          int
 	Wait          bool
 	DryRun        bool
 	Force         bool
@@ -129,6 +131,7 @@ false turns it off).`,
 	f.StringSliceVar(&opts.Only, "only", nil, "run only these images (comma separated names)")
 	f.StringVar(&opts.Group, "group", "", "run the schedule group `NAME` of the file: its images, to its clouds, with its settings")
 	f.BoolVar(&opts.StopOnFailure, "stop-on-failure", false, "leave the remaining images out after the first failure")
+	f.IntVarP(&opts.Jobs, "jobs", "j", 0, "images built at once (default: one per 2 cores and 4 GiB of available memory); their common steps are built once")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for an image another run is working on, instead of skipping it")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "check FILE and print what would be built and published")
 	f.BoolVar(&opts.Force, "force", false, "boot-test and publish images even when a cloud has their very content under their name already")
@@ -162,6 +165,7 @@ func Run(ctx context.Context, o *Options) (err error) {
 		Only:          o.Only,
 		Group:         o.Group,
 		StopOnFailure: o.StopOnFailure,
+		Jobs:          cmp.Or(o.Jobs, pipeline.DefaultJobs()),
 		Wait:          o.Wait,
 		DryRun:        o.DryRun,
 		Force:         o.Force,

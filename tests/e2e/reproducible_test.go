@@ -47,7 +47,9 @@ func TestReproducibleImages(t *testing.T) {
 	cache := filepath.Join(cacheDir, "rootless")
 	os.MkdirAll(cache, 0o755)
 	os.Chown(cache, uid, uid)
-	u := runAsWithEnv(t, ctx, []string{"TMP_DIR=" + filepath.Join(userDir, "tmp")}, "/usr/bin/faketime",
+	// NO_FAKE_STAT: the clock moves, files keep their times (libfaketime
+	// otherwise shifts every stat(), which fuse-overlayfs passes on).
+	u := runAsWithEnv(t, ctx, []string{"TMP_DIR=" + filepath.Join(userDir, "tmp"), "NO_FAKE_STAT=1"}, "/usr/bin/faketime",
 		append(append([]string{"-f", "+2d", bin, "image"}, elems...), "-t", types, "-o", filepath.Join(userDir, "debian"), "--image-cache", cache)...)
 	if u.code != 0 {
 		t.Fatalf("rootless build (clock +2 days) failed")
@@ -62,6 +64,8 @@ func TestReproducibleImages(t *testing.T) {
 		}
 	}
 	if t.Failed() {
+		firstDiff(t, filepath.Join(rootDir, "debian.spdx.json"), filepath.Join(userDir, "debian.spdx.json"))
+		firstDiff(t, filepath.Join(rootDir, "debian.d/files.json"), filepath.Join(userDir, "debian.d/files.json"))
 		compareListings(t, "root", tarEntries(t, filepath.Join(rootDir, "debian.tar")), "rootless +2d", tarEntries(t, filepath.Join(userDir, "debian.tar")))
 	}
 
@@ -86,6 +90,30 @@ func TestReproducibleImages(t *testing.T) {
 		t.Errorf("the SBOM lists %d packages, dpkg-query in the image %d:\nSBOM:\n%s\ndpkg-query:\n%s", len(listed), len(dpkg), strings.Join(listed, "\n"), strings.Join(dpkg, "\n"))
 	} else {
 		t.Logf("the SBOM lists the %d packages dpkg-query lists", len(listed))
+	}
+}
+
+// firstDiff logs the first lines where two text files differ.
+func firstDiff(t *testing.T, a, b string) {
+	t.Helper()
+	da, _ := os.ReadFile(a)
+	db, _ := os.ReadFile(b)
+	la, lb := strings.Split(string(da), "\n"), strings.Split(string(db), "\n")
+	n := 0
+	for i := 0; i < len(la) || i < len(lb); i++ {
+		var x, y string
+		if i < len(la) {
+			x = la[i]
+		}
+		if i < len(lb) {
+			y = lb[i]
+		}
+		if x != y {
+			t.Logf("%s line %d:\n  %.300s\n  %.300s", filepath.Base(a), i+1, x, y)
+			if n++; n == 5 {
+				return
+			}
+		}
 	}
 }
 
