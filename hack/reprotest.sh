@@ -15,7 +15,7 @@ work=$(mktemp -d /var/tmp/builder-reprotest.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 clock=()
 if command -v faketime >/dev/null; then
-    clock=(faketime -f +2d)
+    clock=(env NO_FAKE_STAT=1 faketime -f +2d)
 else
     echo "reprotest: faketime is not installed (apt-get install faketime): the second build runs on the real clock" >&2
 fi

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 # local repository), diskimage-builder itself (its library is builder's
 # fallback and the tests compare with it), python3-yaml (svc-map's merge,
 # checked on the host), cpio (the ramdisk test reads initramfs archives with it).
-BUILDER_SETUP_EXTRA="docker-registry skopeo podman rpm dnf zypper createrepo-c python3-diskimage-builder python3-yaml cpio" hack/setup.sh
+BUILDER_SETUP_EXTRA="docker-registry skopeo podman rpm dnf zypper createrepo-c python3-diskimage-builder python3-yaml cpio faketime" hack/setup.sh
 hack/ci-services.sh install
 export PATH=/usr/local/go/bin:$PATH
 export BUILDER_BIN=$PWD/bin/builder

@@ -463,6 +463,14 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		root = view
 		vt.Done(fmt.Sprintf("%d times clamped", n))
 	}
+	// The bill of materials reads the final tree while the disk is made.
+	// Reused outputs keep the one written with them (reading the tree
+	// would take seconds an unchanged rebuild does not have).
+	var sb *sbomJob
+	if _, err := os.Stat(absOutput(req) + ".spdx.json"); !reused || err != nil {
+		sb = startSBOM(ctx, root, req)
+	}
+	defer sb.stop()
 	rawPath := ""
 	if plan.disk && !reused {
 		if disk, rawPath, err = buildDisk(ctx, req, rep, root, plan, run, outs); err != nil {
@@ -542,7 +550,16 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 			rep.Note("note: outputs are not kept for reuse: %v", err)
 		}
 	}
-	return placeOutputs(ctx, req, rep, final, plan, outs, disk, tempHandles, placeManifests, stack)
+	placeSBOM, err := sb.write(ctx, req, rep, plan, outs, stack)
+	if err != nil {
+		return nil, err
+	}
+	return placeOutputs(ctx, req, rep, final, plan, outs, disk, tempHandles, func() error {
+		if err := placeSBOM(); err != nil {
+			return err
+		}
+		return placeManifests()
+	}, stack)
 }
 
 // placeOutputs stages the files hooks wrote as outputs and puts every

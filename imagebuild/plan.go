@@ -728,6 +728,8 @@ var runVolatileVars = map[string]bool{
 	"BASH_FUNC_get_image_element_array%%": true, "DIB_PYTHON_EXEC": true,
 	"TMP_BUILD_DIR": true, "TMP_IMAGE_DIR": true, "TMP_HOOKS_PATH": true, "TMPDIR": true,
 	"_LIB": true, "DIB_LOCKFILES": true, "PATH": true, "BUILDER_USER_HOME": true,
+	// The caller's temp dir: where this host works, not what is made.
+	"TMP_DIR": true,
 }
 
 // mentionGatedVars are builder's variables that name this run rather than

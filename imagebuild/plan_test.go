@@ -70,6 +70,14 @@ func TestStepIdentityTracksOnlyTreeInputs(t *testing.T) {
 	if identity(base, "install.d") == identity(Request{Output: "b", Types: []string{"qcow2"}, Env: base.Env}, "install.d") {
 		t.Errorf("IMAGE_NAME is used by a hook but not part of the key")
 	}
+	// The caller's TMP_DIR is where this host works, even for a hook
+	// that mentions it (DIB's own elements do): not part of the key.
+	os.WriteFile(filepath.Join(hooks, "install.d", "30-tmp"), []byte("#!/bin/bash\necho ${TMP_DIR:-/tmp}\n"), 0o755)
+	tmpA := Request{Output: "a", Types: []string{"qcow2"}, TmpDir: "/x", Env: map[string]string{"DIB_RELEASE": "bookworm", "TMP_DIR": "/x"}}
+	tmpB := Request{Output: "a", Types: []string{"qcow2"}, TmpDir: "/y", Env: map[string]string{"DIB_RELEASE": "bookworm", "TMP_DIR": "/y"}}
+	if identity(tmpA, "install.d") != identity(tmpB, "install.d") {
+		t.Errorf("another TMP_DIR changed the key of a step whose hook mentions it")
+	}
 }
 
 // The caller's own variables (not only DIB_*) reach hooks, and a step's key

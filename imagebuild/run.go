@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/moby/sys/mountinfo"
+	"go.podman.io/storage/pkg/unshare"
 	"golang.org/x/sys/unix"
 
 	"builder/internal/cleanup"
@@ -96,11 +97,12 @@ func startRun(id, tmpDir, runs string, useTmpfs bool, stack *cleanup.Stack) (*ru
 	return r, nil
 }
 
-// bootstrapDir is where mmdebstrap builds the base tree: never under
-// /dev/shm, which mmdebstrap bind-mounts into the tree it builds (the tree
-// would then contain itself, and the bind fails in a user namespace).
+// bootstrapDir is where mmdebstrap builds the base tree: the scratch
+// space (tmpfs, much faster), except rootless: in a user namespace the
+// host's /dev/shm is a locked mount, and mmdebstrap's bind of it into a
+// tree that is itself under /dev/shm fails.
 func (r *runDir) bootstrapDir() string {
-	if strings.HasPrefix(r.Scratch, "/dev/shm/") {
+	if unshare.IsRootless() && strings.HasPrefix(r.Scratch, "/dev/shm/") {
 		return r.Work
 	}
 	return r.Scratch

@@ -1,6 +1,7 @@
 package imagebuild
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -141,6 +142,12 @@ func (j *sbomJob) write(ctx context.Context, req Request, rep *progress.Reporter
 
 	return func() error {
 		inv := sbom.InventoryPath(final)
+		if old, err := os.ReadFile(final); err == nil && bytes.Equal(old, body) {
+			// The same image described again (reused or reproduced
+			// outputs): nothing to keep under a date.
+			h.Release()
+			return nil
+		}
 		if ow := req.Env["OVERWRITE_OLD_IMAGE"]; (ow == "" || ow == "0") && stamp != "" {
 			if _, err := os.Stat(final); err == nil {
 				kept := strings.TrimSuffix(final, ".spdx.json") + "-" + stamp + ".spdx.json"
@@ -183,6 +190,9 @@ func removeIfThere(p string) error {
 // sbomCreated is the SBOM's creation time: SOURCE_DATE_EPOCH (the caller's
 // or an element's environment.d), else now.
 func sbomCreated(p *plan) time.Time {
+	if p.epoch > 0 {
+		return time.Unix(p.epoch, 0).UTC()
+	}
 	if v := p.env["SOURCE_DATE_EPOCH"]; v != "" {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
 			return time.Unix(n, 0).UTC()

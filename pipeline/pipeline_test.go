@@ -4,6 +4,7 @@ import (
 	"builder/internal/redact"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -282,5 +283,43 @@ func TestExamplePipelineFile(t *testing.T) {
 	p := f.publishFor(f.Images[1])
 	if len(f.Images) != 3 || p.Name != "Debian 12 minimal" || len(p.Clouds) != 2 || *p.Keep != 3 || p.Rotate != "rename" {
 		t.Errorf("example: %d images, second publishes %+v", len(f.Images), p)
+	}
+}
+
+// With Jobs 2 both images build at once (each build waits until the other
+// has started), and the summary keeps the file's order.
+func TestRunBuildsConcurrently(t *testing.T) {
+	f := load(t, twoImages)
+	fk := &fakes{buildGate: make(chan struct{})}
+	both := make(chan bool, 1)
+	go func() {
+		// Opens the gate once both builds are in it, or gives up.
+		deadline := time.Now().Add(20 * time.Second)
+		seen := false
+		for !seen && time.Now().Before(deadline) {
+			fk.mu.Lock()
+			seen = len(fk.built) == 2
+			fk.mu.Unlock()
+			time.Sleep(10 * time.Millisecond)
+		}
+		both <- seen
+		close(fk.buildGate)
+	}()
+	sum, _ := Run(context.Background(), f, Options{ImageCache: t.TempDir(), Steps: fk.steps(), Out: io.Discard, Environ: []string{}, Jobs: 2})
+	if !<-both {
+		t.Fatalf("the second build did not start while the first was running")
+	}
+	if len(sum.Images) != 2 || sum.Images[0].Name != "good" || sum.Images[1].Name != "bad" {
+		t.Fatalf("summary %+v", sum.Images)
+	}
+	if sum.Images[0].Result != OK || sum.Images[1].Result != Failed {
+		t.Errorf("results %s %s", sum.Images[0].Result, sum.Images[1].Result)
+	}
+}
+
+// DefaultJobs is at least one.
+func TestDefaultJobs(t *testing.T) {
+	if n := DefaultJobs(); n < 1 {
+		t.Errorf("DefaultJobs() = %d", n)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -38,11 +40,18 @@ type Options struct {
 	Group string
 	// StopOnFailure leaves the remaining images out after a failure.
 	StopOnFailure bool
+	// Jobs is how many images are built at once (0: one; the command
+	// defaults to DefaultJobs()).
+	Jobs int
 	// Wait waits for an image's lock held by another run instead of
 	// skipping the image.
 	Wait bool
 	// DryRun prints what would be built and published, and does nothing.
-	DryRun  bool
+	DryRun bool
+	// Force boot-tests and uploads images whose content a cloud already
+	// has under their name (otherwise they are unchanged: no boot test,
+	// no upload).
+	Force   bool
 	Verbose bool
 	// Environ is the environment: DIB_* variables for the builds, OS_*
 	// for publishing to the "env" cloud (nil: os.Environ()).
@@ -124,7 +133,9 @@ type Published struct {
 	ImageID    string `json:"image_id,omitempty"`
 	Visibility string `json:"visibility,omitempty"`
 	Uploaded   bool   `json:"uploaded"`
-	Error      string `json:"error,omitempty"`
+	// Unchanged: the name had this very content already.
+	Unchanged bool   `json:"unchanged"`
+	Error     string `json:"error,omitempty"`
 	// SmokeTest is what the smoke test in the cloud saw, when it ran.
 	SmokeTest *publish.SmokeResult `json:"smoke_test,omitempty"`
 }
@@ -208,19 +219,7 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 		r.say("pipeline", "shard %s: %s", o.Shard, strings.Join(names, ", "))
 	}
 	r.cleanupOrphans(ctx, todo)
-	stop := false
-	for _, img := range todo {
-		if stop || ctx.Err() != nil {
-			sum.Images = append(sum.Images, ImageResult{Name: img.Name, Result: NotRun, Build: None, BootTest: None, Publish: None})
-			continue
-		}
-		res := r.image(ctx, img)
-		sum.Images = append(sum.Images, res)
-		if res.Result == Failed && o.StopOnFailure {
-			r.say(img.Name, "stopping: --stop-on-failure")
-			stop = true
-		}
-	}
+	sum.Images = r.all(ctx, todo)
 	sum.Seconds = time.Since(sum.Started).Seconds()
 	if err := ctx.Err(); err != nil {
 		return sum, fmt.Errorf("pipeline interrupted: %w", err)
@@ -229,6 +228,73 @@ func Run(ctx context.Context, f *File, o Options) (*Summary, error) {
 		return sum, fmt.Errorf("%d of %d images failed: %s", len(failed), len(sum.Images), strings.Join(failed, ", "))
 	}
 	return sum, nil
+}
+
+// all runs the images, up to Jobs at once (their common steps are built
+// once: the store's step locks), and returns their results in the file's
+// order.
+func (r *runner) all(ctx context.Context, todo []Image) []ImageResult {
+	jobs := max(r.o.Jobs, 1)
+	results := make([]ImageResult, len(todo))
+	var (
+		mu   sync.Mutex
+		stop bool
+		wg   sync.WaitGroup
+	)
+	slots := make(chan struct{}, jobs)
+	for i, img := range todo {
+		slots <- struct{}{}
+		mu.Lock()
+		halted := stop || ctx.Err() != nil
+		mu.Unlock()
+		if halted {
+			<-slots
+			results[i] = ImageResult{Name: img.Name, Result: NotRun, Build: None, BootTest: None, Publish: None}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			res := r.image(ctx, img)
+			results[i] = res
+			if res.Result == Failed && r.o.StopOnFailure {
+				mu.Lock()
+				if !stop {
+					r.say(img.Name, "stopping: --stop-on-failure")
+				}
+				stop = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return results
+}
+
+// DefaultJobs is how many images a pipeline builds at once unless told:
+// one per two cores and per 4 GiB of available memory, at least one (an
+// image build keeps about a core busy and its tmpfs scratch in memory).
+func DefaultJobs() int {
+	n := runtime.NumCPU() / 2
+	if m := memAvailable() / (4 << 30); m < int64(n) {
+		n = int(m)
+	}
+	return max(n, 1)
+}
+
+func memAvailable() int64 {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemAvailable:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 type runner struct {
@@ -366,8 +432,18 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 		r.say(img.Name, "warning: %s", w)
 	}
 
+	// An image every cloud already has under its name, with this very
+	// content, is unchanged: no boot test, no upload.
+	unchanged := pub != nil && !r.o.Force && r.unchangedEverywhere(ctx, img, pub, li)
+
 	// Boot test.
-	if bootCfg.Enabled {
+	if unchanged {
+		res.BootTest = "unchanged"
+		r.say(img.Name, "unchanged: every cloud has this very file as %q already: no boot test, no upload", pub.Name)
+	} else if p, ok := boottest.PassedBefore(workspace.New(r.cache).BootTest(), li.SHA512, bootFirmware(bootCfg, li), version.Version()); bootCfg.Enabled && ok {
+		res.BootTest = OK
+		r.say(img.Name, "boot test passed before for this very file (%s): %s", p.At.Format(time.RFC3339), p.Summary)
+	} else if bootCfg.Enabled {
 		fw := bootCfg.Firmware
 		if fw == "" {
 			fw = "bios"
@@ -384,6 +460,9 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 		}
 		res.BootTest = OK
 		r.say(img.Name, "boot test passed: %s", rep.Summary())
+		if err := boottest.RememberPass(workspace.New(r.cache).BootTest(), li.SHA512, fw, version.Version(), rep); err != nil {
+			r.say(img.Name, "note: the pass is not remembered: %v", err)
+		}
 	} else {
 		res.BootTest = "skipped"
 	}
@@ -398,7 +477,7 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 		p := Published{Cloud: cloud, Name: pub.Name}
 		pr, err := r.publish(ctx, img, pub, cloud, li, buildDate, src)
 		if pr != nil {
-			p.ImageID, p.Visibility, p.Uploaded, p.SmokeTest = pr.ImageID, pr.Visibility, pr.Uploaded, pr.SmokeTest
+			p.ImageID, p.Visibility, p.Uploaded, p.SmokeTest, p.Unchanged = pr.ImageID, pr.Visibility, pr.Uploaded, pr.SmokeTest, pr.Already
 		}
 		if err != nil {
 			p.Error = r.o.Redact.String(err.Error())
@@ -416,6 +495,45 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 	}
 	res.Publish = OK
 	return res
+}
+
+// bootFirmware is the firmware the boot test uses: the file's setting, else
+// UEFI for a UEFI-only disk, else BIOS.
+func bootFirmware(b BootTest, li *publish.LocalImage) string {
+	if b.Firmware != "" {
+		return b.Firmware
+	}
+	if li.Firmware == "uefi" {
+		return "uefi"
+	}
+	return "bios"
+}
+
+// unchangedEverywhere says whether every cloud of pub has li's very
+// content under pub's name. A cloud that cannot be asked counts as
+// changed: the full publish then says what is wrong.
+func (r *runner) unchangedEverywhere(ctx context.Context, img Image, pub *Publish, li *publish.LocalImage) bool {
+	for _, cloud := range pub.Clouds {
+		cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
+		if cloud != EnvCloud {
+			cr.Cloud = cloud
+		}
+		c, err := r.steps.Connect(ctx, cr)
+		if err != nil {
+			return false
+		}
+		cc, ok := c.(interface {
+			Current(context.Context, *publish.LocalImage, publish.Request) (string, error)
+		})
+		if !ok {
+			return false
+		}
+		id, err := cc.Current(ctx, li, publish.Request{Name: pub.Name, Visibility: pub.Visibility, Rotate: pub.Rotate, Properties: pub.Properties})
+		if err != nil || id == "" {
+			return false
+		}
+	}
+	return len(pub.Clouds) > 0
 }
 
 func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud string, li *publish.LocalImage, date time.Time, src source) (*publish.Result, error) {
@@ -438,6 +556,7 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 		smoke = &s
 	}
 	return c.Publish(ctx, li, publish.Request{
+		Force:       r.o.Force,
 		Description: pub.Description,
 		SmokeTest:   smoke,
 		Name:        pub.Name,

@@ -24,6 +24,13 @@ func (s *Summary) WriteTable(w io.Writer) {
 				where = append(where, p.Cloud)
 			}
 			pub = "ok: " + strings.Join(where, ",")
+			same := true
+			for _, p := range r.Published {
+				same = same && p.Unchanged
+			}
+			if same {
+				pub = "unchanged: " + strings.Join(where, ",")
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Build, r.BootTest, pub, r.Result, (time.Duration(r.Seconds) * time.Second).String())
 	}

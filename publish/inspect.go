@@ -40,6 +40,9 @@ type LocalImage struct {
 	Firmware   string
 	// From the image's os-release, when it could be read.
 	OSDistro, OSVersion, OSName string
+	// SBOMDigest is the sha256 of the bill of materials builder wrote
+	// beside the image (NAME.spdx.json), when there is one.
+	SBOMDigest string
 }
 
 // InspectOptions tune Inspect.
@@ -129,7 +132,18 @@ func Inspect(ctx context.Context, path string, o InspectOptions) (*LocalImage, [
 	if err := li.hash(ctx); err != nil {
 		return nil, nil, err
 	}
+	li.SBOMDigest = sbomDigest(path)
 	return li, warnings, nil
+}
+
+// sbomDigest is the sha256 of NAME.spdx.json beside NAME.EXT, or "".
+func sbomDigest(image string) string {
+	b, err := os.ReadFile(strings.TrimSuffix(image, filepath.Ext(image)) + ".spdx.json")
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }
 
 type qemuImgInfo struct {

@@ -37,6 +37,7 @@ const (
 	PropLeaseHolder  = "builder_lease_holder"  // host, process and run
 	PropLeaseState   = "builder_lease_state"   // held, released
 	PropLeaseRenewed = "builder_lease_renewed" // RFC 3339, the holder's last renewal
+	PropLeaseTTL     = "builder_lease_ttl"     // seconds without renewal after which the holder is taken to be dead
 )
 
 var leaseNamespace = uuid.MustParse("0d5f3e1c-6a43-4a49-9a53-6c1b3f2b9a77")
@@ -101,7 +102,7 @@ func (c *Cloud) acquireLease(ctx context.Context, name, holder string, t leaseTi
 		// before (a generation deleted without a newer one listed) is
 		// skipped.
 		for gen := top + 1; gen < top+64; gen++ {
-			l, taken, err := c.createLease(ctx, name, key, gen, holder)
+			l, taken, err := c.createLease(ctx, name, key, gen, holder, t)
 			if err != nil {
 				return nil, err
 			}
@@ -125,7 +126,7 @@ func (c *Cloud) acquireLease(ctx context.Context, name, holder string, t leaseTi
 
 // createLease tries to create generation gen. taken reports that another
 // runner holds it now; neither l nor taken: that ID is spent (deleted).
-func (c *Cloud) createLease(ctx context.Context, name, key string, gen int, holder string) (l *lease, taken bool, err error) {
+func (c *Cloud) createLease(ctx context.Context, name, key string, gen int, holder string, t leaseTiming) (l *lease, taken bool, err error) {
 	id := leaseID(key, gen)
 	now := time.Now().UTC().Format(time.RFC3339)
 	_, err = c.create(ctx, images.CreateOpts{
@@ -133,6 +134,7 @@ func (c *Cloud) createLease(ctx context.Context, name, key string, gen int, hold
 		Properties: map[string]string{
 			PropLease: key, PropLeaseGen: strconv.Itoa(gen), PropLeaseHolder: holder,
 			PropLeaseState: "held", PropLeaseRenewed: now,
+			PropLeaseTTL: strconv.Itoa(int(t.TTL.Seconds() + 0.5)),
 		},
 	})
 	if err == nil {
@@ -165,9 +167,13 @@ func (c *Cloud) leaseGenerations(ctx context.Context, key string) ([]images.Imag
 	return imgs, nil
 }
 
-// leaseStale: not renewed for ttl (by the holder's clock, or Glance's
-// record of the last update, whichever is later).
+// leaseStale: not renewed for the holder's TTL (ttl when it did not say),
+// by the holder's clock or Glance's record of the last update, whichever
+// is later. The holder's own TTL counts: it renews at its pace.
 func leaseStale(img images.Image, ttl time.Duration) bool {
+	if n, err := strconv.Atoi(prop(img, PropLeaseTTL)); err == nil && n > 0 {
+		ttl = time.Duration(n) * time.Second
+	}
 	last := img.UpdatedAt
 	if t, err := time.Parse(time.RFC3339, prop(img, PropLeaseRenewed)); err == nil && t.After(last) {
 		last = t
@@ -204,6 +210,9 @@ func (l *lease) start(t leaseTiming) {
 // check says whether the lease is still this runner's: before a change
 // others must not make at the same time (promoting, retiring).
 func (l *lease) check(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
 	l.mu.Lock()
 	lost := l.lost
 	l.mu.Unlock()

@@ -37,6 +37,7 @@ const (
 	PropVersion    = "builder_version"
 	PropSource     = "builder_source"        // the URL a downloaded image came from
 	PropSourceSum  = "builder_source_digest" // its verified digest, "sha512:HEX"
+	PropSBOM       = "builder_sbom_sha256"   // sha256 of the image's NAME.spdx.json
 )
 
 // Values of PropState, in the order an image goes through them.
@@ -96,6 +97,9 @@ type Request struct {
 	SmokeTest *SmokeTest
 	// DryRun reports what would change and changes nothing.
 	DryRun bool
+	// Force uploads the file even when the name already has this very
+	// content (which otherwise only finishes the rotation).
+	Force bool
 	// ActiveTimeout bounds the wait for Glance to mark the upload active
 	// (default 10 min). UploadStall fails an upload that sent nothing for
 	// that long (default 5 min).
@@ -111,6 +115,10 @@ type Request struct {
 	// LockDir, when set, holds a lock per cloud and name so that two
 	// publishes on this host never work on the same name at once.
 	LockDir string
+	// LeaseTTL: publishes of one name on different hosts take turns
+	// through a lease kept in Glance; a holder that has not renewed its
+	// lease for this long is taken to have died (default 10 min).
+	LeaseTTL time.Duration
 	// Out receives one line per step.
 	Out io.Writer
 }
@@ -173,6 +181,9 @@ func (r *Request) validate() error {
 	if !contains(Rotations, r.Rotate) {
 		return fmt.Errorf("rotation %q: use private (previous images become private) or rename (they get their date in the name)", r.Rotate)
 	}
+	if r.LeaseTTL < 0 || (r.LeaseTTL > 0 && r.LeaseTTL < 2*time.Second) {
+		return fmt.Errorf("lease TTL %s: give at least 2s (the default is 10m)", r.LeaseTTL)
+	}
 	if r.Keep < 0 {
 		return fmt.Errorf("keep %d: give the number of versions to keep (0 keeps all)", r.Keep)
 	}
@@ -227,6 +238,7 @@ type publisher struct {
 	run   string // this run's id
 	owner string
 	desc  string // the description, rendered
+	lease *lease // nil in a dry run
 }
 
 func (p *publisher) say(format string, args ...any) {
@@ -293,6 +305,25 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 			return nil, err
 		}
 		defer l.Unlock()
+	}
+	if !req.DryRun {
+		// Across hosts: CI runners and pods publishing the same name.
+		t := defaultLeaseTiming
+		if req.LeaseTTL > 0 {
+			t = leaseTiming{TTL: req.LeaseTTL, Renew: req.LeaseTTL / 10, Poll: min(t.Poll, req.LeaseTTL/10)}
+		}
+		l, err := c.acquireLease(ctx, req.Name, leaseHolder(req.Host, p.run), t, func(holder string) {
+			p.say("waiting: another runner is publishing %q to %s (%s)", req.Name, c.Label, holder)
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.lease = l
+		defer func() {
+			if rerr := l.release(ctx); rerr != nil && err == nil {
+				err = fmt.Errorf("release the publish lease: %w", rerr)
+			}
+		}()
 	}
 
 	p.say("%s to %s as %q: %s, %s virtual, sha512 %.16s...", filepath.Base(li.Path), c.Label, req.Name, li.DiskFormat, humanBytes(li.VirtualSize), li.SHA512)
@@ -370,6 +401,9 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 	// 3. Promote: the new image takes the name (the old ones still have it).
 	p.record(Change{Action: "promote", ImageID: newID, ImageName: req.Name, Detail: "visibility " + req.Visibility})
 	if !req.DryRun {
+		if err := p.lease.check(ctx); err != nil {
+			return p.res, err
+		}
 		if newImg, err = p.promote(ctx, newImg); err != nil {
 			return p.res, err
 		}
@@ -391,6 +425,9 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 		if req.DryRun || ch.Action == "keep-protected" {
 			continue
 		}
+		if err := p.lease.check(ctx); err != nil {
+			return p.res, err
+		}
 		if ch.Action == "delete" {
 			err = c.delete(ctx, ch.ImageID)
 		} else {
@@ -402,10 +439,30 @@ func (c *Cloud) Publish(ctx context.Context, li *LocalImage, req Request) (res *
 	}
 	if req.DryRun {
 		p.say("dry run: nothing was changed")
+	} else if p.res.Already {
+		p.say("unchanged: %q is %s, already this file (%s, active, %s verified)", req.Name, newImg.ID, req.Visibility, p.res.HashAlgo)
 	} else {
 		p.say("done: %q is %s (%s, active, %s verified)", req.Name, newImg.ID, req.Visibility, p.res.HashAlgo)
 	}
 	return p.res, nil
+}
+
+// Current returns the ID of the image that has req.Name with this very
+// content (promoted, active, its recorded hash the file's), or "":
+// publishing the file again would change nothing, so it needs no boot
+// test and no upload. With req.Force it is always "".
+func (c *Cloud) Current(ctx context.Context, li *LocalImage, req Request) (string, error) {
+	if err := req.validate(); err != nil {
+		return "", err
+	}
+	all, err := c.series(ctx, req.Name, c.Project)
+	if err != nil {
+		return "", err
+	}
+	if cur := classify(all, li, req, time.Now()).current; cur != nil {
+		return cur.ID, nil
+	}
+	return "", nil
 }
 
 // series lists the images of this owner that belong to the name: those
@@ -455,7 +512,7 @@ func classify(all []images.Image, li *LocalImage, req Request, now time.Time) re
 		}
 		state := prop(img, PropState)
 		switch {
-		case state == StateCurrent && img.Name == req.Name && img.Status == images.ImageStatusActive && matches(img, li):
+		case !req.Force && state == StateCurrent && img.Name == req.Name && img.Status == images.ImageStatusActive && matches(img, li):
 			if rec.current == nil || img.CreatedAt.After(rec.current.CreatedAt) {
 				rec.current = &img
 			}
@@ -467,7 +524,7 @@ func classify(all []images.Image, li *LocalImage, req Request, now time.Time) re
 				rec.inFlight = append(rec.inFlight, img)
 				continue
 			}
-			if img.Status == images.ImageStatusActive && matches(img, li) && (rec.reuse == nil || img.CreatedAt.After(rec.reuse.CreatedAt)) {
+			if !req.Force && img.Status == images.ImageStatusActive && matches(img, li) && (rec.reuse == nil || img.CreatedAt.After(rec.reuse.CreatedAt)) {
 				if rec.reuse != nil {
 					rec.leftovers = append(rec.leftovers, *rec.reuse)
 				}
@@ -724,6 +781,7 @@ func (p *publisher) properties() map[string]string {
 	set(PropVersion, p.req.Meta.BuilderVersion)
 	set(PropSource, p.req.Meta.Source)
 	set(PropSourceSum, p.req.Meta.SourceDigest)
+	set(PropSBOM, p.li.SBOMDigest)
 	set("description", p.desc)
 	for k, v := range p.req.Properties {
 		m[k] = v

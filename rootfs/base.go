@@ -287,16 +287,16 @@ func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptio
 		if err := os.MkdirAll(filepath.Join(o.AptCache, "partial"), 0o755); err != nil {
 			return err
 		}
-		// Reuse and keep the downloaded packages across builds.
+		// Reuse and keep the downloaded packages across builds: the .deb
+		// files only (the shared directory also holds concurrent builds'
+		// own archives), each put in place by a rename so that another
+		// build never reads half a package. mmdebstrap runs as root (in
+		// the user namespace when rootless): its hooks see host paths.
+		q := "'" + strings.ReplaceAll(o.AptCache, "'", `'\''`) + "'"
 		args = append(args,
 			"--skip=essential/unlink",
-			`--setup-hook=mkdir -p "$1"/var/cache/apt/archives/`,
-			"--setup-hook=sync-in "+o.AptCache+" /var/cache/apt/archives/",
-			// The shared cache also holds running builds' own package
-			// views (directories builder.RUN.apt): only its packages
-			// belong here, or the views end up in the base and the image.
-			`--setup-hook=find "$1/var/cache/apt/archives" -mindepth 1 -maxdepth 1 -type d ! -name partial -exec rm -rf {} +`,
-			"--customize-hook=sync-out /var/cache/apt/archives "+o.AptCache,
+			`--setup-hook=mkdir -p "$1"/var/cache/apt/archives/ && find `+q+` -maxdepth 1 -type f -name '*.deb' -exec cp --reflink=auto -t "$1"/var/cache/apt/archives/ {} +`,
+			`--customize-hook=for f in "$1"/var/cache/apt/archives/*.deb; do [ -f "$f" ] || continue; b=${f##*/}; [ -e `+q+`/"$b" ] && continue; cp --reflink=auto "$f" `+q+`/".$b.tmp.$$" && mv -f `+q+`/".$b.tmp.$$" `+q+`/"$b" || exit 1; done`,
 		)
 	}
 	for _, h := range b.EssentialHooks {

@@ -92,7 +92,7 @@ func run() int {
 		},
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &imagecmd.UsageError{Err: fmt.Errorf("%w (see builder %s --help)", err, c.Name())}
+		return &imagecmd.UsageError{Err: fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
 	root.AddCommand(imagecmd.NewCmdImage(nil), boottestcmd.NewCmdBootTest(nil), elementscmd.NewCmdElements(),
 		publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil), doctorcmd.NewCmdDoctor(nil))

@@ -158,6 +158,12 @@ func List(ctx context.Context, o *Options) error {
 // Prune removes what the flags let go.
 func Prune(ctx context.Context, o *Options) error {
 	p := cache.Policy{OlderThan: o.OlderThan, Keep: o.Keep, DryRun: o.DryRun}
+	if o.OlderThan < 0 {
+		return &imagecmd.UsageError{Err: fmt.Errorf("--older-than %s is negative: give how long unused, e.g. 720h", o.OlderThan)}
+	}
+	if o.Keep < 0 {
+		return &imagecmd.UsageError{Err: fmt.Errorf("--keep %d is negative: give how many recent builds of each image to keep (0 or more)", o.Keep)}
+	}
 	if o.MaxSize != "" {
 		n, err := units.ParseBytes(o.MaxSize)
 		if err != nil {

@@ -5,6 +5,7 @@ package pipelinecmd
 
 import (
 	"builder/internal/redact"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -34,8 +35,10 @@ type Options struct {
 	CacheTo       string
 	Group         string
 	StopOnFailure bool
+	Jobs          int
 	Wait          bool
 	DryRun        bool
+	Force         bool
 	ImageCache    string
 	OutputDir     string
 	Report        string
@@ -142,8 +145,10 @@ with their index, or writes the Kubernetes Job.`,
 	f.StringVar(&opts.CacheTo, "cache-to", "", "registry repository (REGISTRY/REPO) to push every step to, for every image (over the file's cache_to)")
 	f.StringVar(&opts.Group, "group", "", "run the schedule group `NAME` of the file: its images, to its clouds, with its settings")
 	f.BoolVar(&opts.StopOnFailure, "stop-on-failure", false, "leave the remaining images out after the first failure")
+	f.IntVarP(&opts.Jobs, "jobs", "j", 0, "images built at once (default: one per 2 cores and 4 GiB of available memory); their common steps are built once")
 	f.BoolVar(&opts.Wait, "wait", false, "wait for an image another run is working on, instead of skipping it")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "check FILE and print what would be built and published")
+	f.BoolVar(&opts.Force, "force", false, "boot-test and publish images even when a cloud has their very content under their name already")
 	f.StringVar(&opts.ImageCache, "image-cache", "", "image cache (default: the file's image_cache, DIB_IMAGE_CACHE or ~/.cache/image-create)")
 	f.StringVar(&opts.OutputDir, "output-dir", "", "where the images are written (default: the file's output_dir, or its directory)")
 	f.StringVar(&opts.Report, "report", "", "write the summary as JSON to `FILE` (without secrets)")
@@ -189,8 +194,10 @@ func Run(ctx context.Context, o *Options) (err error) {
 		Only:          o.Only,
 		Group:         o.Group,
 		StopOnFailure: o.StopOnFailure,
+		Jobs:          cmp.Or(o.Jobs, pipeline.DefaultJobs()),
 		Wait:          o.Wait,
 		DryRun:        o.DryRun,
+		Force:         o.Force,
 		Verbose:       o.Verbose,
 		Environ:       o.Environ,
 		Out:           out,

@@ -48,7 +48,10 @@ type Options struct {
 	BuildDate  string
 	DryRun     bool
 
-	NoBootTest   bool
+	NoBootTest bool
+	// Force publishes the file even when the name already has this very
+	// content (boot test and upload included).
+	Force        bool
 	BootFirmware string
 	BootTimeout  time.Duration
 	SmokeTest    bool
@@ -65,6 +68,8 @@ type Options struct {
 
 	ActiveTimeout time.Duration
 	LockDir       string
+	LeaseTTL      time.Duration
+	BootCache     string // where passed boot tests are remembered
 	Report        string
 }
 
@@ -78,6 +83,8 @@ func NewOptions() *Options {
 		OlderThan:     publish.DefaultOrphanAge,
 		ActiveTimeout: 10 * time.Minute,
 		LockDir:       workspace.New("").PublishLocks(),
+		LeaseTTL:      10 * time.Minute,
+		BootCache:     workspace.New("").BootTest(),
 	}
 }
 
@@ -163,6 +170,7 @@ report.`,
 	f.StringVar(&opts.BuildDate, "build-date", "", "build date (RFC 3339; default: the file's modification time)")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would change in Glance and change nothing (no boot test)")
 	f.BoolVar(&opts.NoBootTest, "no-boot-test", false, "do not boot-test the image before uploading it")
+	f.BoolVar(&opts.Force, "force", false, "boot-test and upload the image even when the name already has this very content (otherwise: unchanged, nothing to do)")
 	f.StringVar(&opts.BootFirmware, "boot-firmware", "", "firmware for the boot test: bios or uefi (default: uefi for UEFI-only disks, else bios)")
 	f.DurationVar(&opts.BootTimeout, "boot-timeout", opts.BootTimeout, "limit for the boot test")
 	f.BoolVar(&opts.SmokeTest, "smoke-test", false, "boot the upload as a server in the cloud's Nova before promoting it (it must come up)")
@@ -175,6 +183,7 @@ report.`,
 	f.DurationVar(&opts.OlderThan, "older-than", opts.OlderThan, "with --cleanup-orphans: only what was untouched for this long")
 	f.DurationVar(&opts.ActiveTimeout, "active-timeout", opts.ActiveTimeout, "how long Glance may take to mark the upload active")
 	f.StringVar(&opts.LockDir, "lock-dir", opts.LockDir, "directory of the locks that keep two publishes of one name on this host apart")
+	f.DurationVar(&opts.LeaseTTL, "lease-ttl", opts.LeaseTTL, "publishes of one name on different hosts take turns through a lease in Glance; a holder silent for this long is taken to have died")
 	f.StringVar(&opts.Report, "report", "", "write what was done as JSON to `FILE` (without secrets)")
 	return cmd
 }
@@ -242,13 +251,22 @@ func Run(ctx context.Context, o *Options) (err error) {
 	for _, w := range warnings {
 		fmt.Fprintln(errOut, "publish: warning: "+w)
 	}
+	// The name has this very content already: nothing to test or send.
+	current := ""
+	if !o.Force {
+		if current, err = cloud.Current(ctx, li, req); err != nil {
+			return err
+		}
+	}
 	switch {
 	case o.DryRun:
 		fmt.Fprintln(out, "publish: dry run: no boot test")
+	case current != "":
+		fmt.Fprintf(out, "publish: unchanged: %q is already this file (%s): no boot test, no upload (--force publishes it again)\n", req.Name, current)
 	case o.NoBootTest:
 		fmt.Fprintln(out, "publish: boot test skipped (--no-boot-test)")
 	default:
-		if err := BootTest(ctx, li, o.BootFirmware, o.BootTimeout, errOut); err != nil {
+		if err := BootTest(ctx, li, o.BootFirmware, o.BootTimeout, o.BootCache, errOut); err != nil {
 			return err
 		}
 	}
@@ -259,18 +277,27 @@ func Run(ctx context.Context, o *Options) (err error) {
 // BootTest boots the image locally with builder's boot test and returns an
 // error naming the reason when it does not come up. UEFI-only disks boot
 // with OVMF unless firmware says otherwise.
-func BootTest(ctx context.Context, li *publish.LocalImage, firmware string, timeout time.Duration, progress io.Writer) error {
+// A pass is remembered by the image's content in passDir: the same bytes
+// are not booted again.
+func BootTest(ctx context.Context, li *publish.LocalImage, firmware string, timeout time.Duration, passDir string, progress io.Writer) error {
 	if firmware == "" {
 		firmware = "bios"
 		if li.Firmware == "uefi" {
 			firmware = "uefi"
 		}
 	}
+	if p, ok := boottest.PassedBefore(passDir, li.SHA512, firmware, version.Version()); ok {
+		fmt.Fprintf(progress, "publish: boot test passed before for this very file (%s): %s\n", p.At.Format(time.RFC3339), p.Summary)
+		return nil
+	}
 	rep, err := boottest.Run(ctx, boottest.Spec{Image: li.Path, Firmware: firmware, Timeout: timeout, Progress: progress})
 	if err != nil {
 		return fmt.Errorf("boot test of %s (%s) failed: %w; nothing was uploaded (fix the image, or --no-boot-test to publish it untested)", li.Path, firmware, err)
 	}
 	fmt.Fprintln(progress, "publish: boot test passed: "+rep.Summary())
+	if err := boottest.RememberPass(passDir, li.SHA512, firmware, version.Version(), rep); err != nil && passDir != "" {
+		fmt.Fprintf(progress, "publish: note: the pass is not remembered: %v\n", err)
+	}
 	return nil
 }
 
@@ -283,6 +310,8 @@ func (o *Options) request() (publish.Request, error) {
 		DryRun:        o.DryRun,
 		ActiveTimeout: o.ActiveTimeout,
 		LockDir:       o.LockDir,
+		LeaseTTL:      o.LeaseTTL,
+		Force:         o.Force,
 		Description:   o.Description,
 		Meta: publish.Metadata{
 			OSDistro:       o.OSDistro,

@@ -170,7 +170,7 @@ func TestRamdiskDebian(t *testing.T) {
 		for name, size := range s {
 			// The output's temporary name, or the archive writer's own
 			// temporary beside that.
-			if strings.HasPrefix(name, ".") && strings.Contains(name, "deploy.initramfs.tmp-") {
+			if strings.HasPrefix(name, ".deploy.initramfs.") && strings.Contains(name, ".tmp") {
 				sawTemp = true
 			}
 			if want, ok := final[name]; ok && size != want {
@@ -179,7 +179,7 @@ func TestRamdiskDebian(t *testing.T) {
 		}
 	}
 	if !sawTemp {
-		t.Errorf("no temporary .deploy.initramfs.tmp-* seen beside the output in %d snapshots", len(snaps))
+		t.Errorf("no temporary .deploy.initramfs.*.tmp* seen beside the output in %d snapshots", len(snaps))
 	}
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {

@@ -36,6 +36,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.podman.io/buildah"
 
+	"builder/cmd/diffcmd"
 	"builder/cmd/pipelinecmd"
 	"builder/cmd/publishcmd"
 
@@ -106,11 +107,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// helperMain is `builder publish|pipeline ...` with main's exit codes.
+// helperMain is `builder publish|pipeline|diff ...` with main's exit codes.
 func helperMain(args []string) int {
 	logrus.SetLevel(logrus.WarnLevel)
 	root := &cobra.Command{Use: "builder", SilenceUsage: true, SilenceErrors: true}
-	root.AddCommand(publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil))
+	root.AddCommand(publishcmd.NewCmdPublish(nil), pipelinecmd.NewCmdPipeline(nil), diffcmd.NewCmdDiff())
 	root.SetArgs(args)
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "builder:", err)
