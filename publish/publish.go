@@ -69,6 +69,10 @@ type Metadata struct {
 	// Source and SourceDigest: where a downloaded (not built) image came
 	// from and the digest it was verified against.
 	Source, SourceDigest string
+	// Firmware, when known (a build's disk, or the caller's word), sets
+	// the properties that make the cloud boot the image as it was built
+	// (FirmwareProperties): architecture, UEFI, Secure Boot.
+	Firmware *FirmwareFacts
 }
 
 // Request is one publish of a local image under a public name.
@@ -771,6 +775,11 @@ func (p *publisher) properties() map[string]string {
 	set("os_version", firstOf(p.req.Meta.OSVersion, p.li.OSVersion))
 	if p.li.Firmware == "uefi" {
 		set("hw_firmware_type", "uefi")
+	}
+	if f := p.req.Meta.Firmware; f != nil {
+		for k, v := range FirmwareProperties(*f) {
+			set(k, v)
+		}
 	}
 	date := p.req.Meta.BuildDate
 	if date.IsZero() {

@@ -30,6 +30,8 @@ func sampleValue(s imagebuild.Setting) string {
 		return "127.0.0.1:5000/a/cache,127.0.0.1:5000/b/cache"
 	case "cache_to":
 		return "127.0.0.1:5000/a/cache"
+	case "arch":
+		return "aarch64"
 	}
 	switch s.Kind {
 	case imagebuild.Bool:

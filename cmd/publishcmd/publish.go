@@ -53,6 +53,10 @@ type Options struct {
 	// content (boot test and upload included).
 	Force        bool
 	BootFirmware string
+	// SecureBoot: the image boots through the signed shim; it is
+	// boot-tested with Secure Boot enforced and published with the
+	// properties that make the cloud boot it so.
+	SecureBoot   bool
 	BootTimeout  time.Duration
 	SmokeTest    bool
 	SmokeFlavor  string
@@ -171,6 +175,7 @@ report.`,
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would change in Glance and change nothing (no boot test)")
 	f.BoolVar(&opts.NoBootTest, "no-boot-test", false, "do not boot-test the image before uploading it")
 	f.BoolVar(&opts.Force, "force", false, "boot-test and upload the image even when the name already has this very content (otherwise: unchanged, nothing to do)")
+	f.BoolVar(&opts.SecureBoot, "secure-boot", false, "the image boots through the signed shim (builder's Debian UEFI images do): boot-test it with Secure Boot enforced, publish it with os_secure_boot=required, hw_firmware_type=uefi, hw_machine_type=q35")
 	f.StringVar(&opts.BootFirmware, "boot-firmware", "", "firmware for the boot test: bios or uefi (default: uefi for UEFI-only disks, else bios)")
 	f.DurationVar(&opts.BootTimeout, "boot-timeout", opts.BootTimeout, "limit for the boot test")
 	f.BoolVar(&opts.SmokeTest, "smoke-test", false, "boot the upload as a server in the cloud's Nova before promoting it (it must come up)")
@@ -266,7 +271,7 @@ func Run(ctx context.Context, o *Options) (err error) {
 	case o.NoBootTest:
 		fmt.Fprintln(out, "publish: boot test skipped (--no-boot-test)")
 	default:
-		if err := BootTest(ctx, li, o.BootFirmware, o.BootTimeout, o.BootCache, errOut); err != nil {
+		if err := BootTest(ctx, li, o.BootFirmware, o.SecureBoot, o.BootTimeout, o.BootCache, errOut); err != nil {
 			return err
 		}
 	}
@@ -279,23 +284,27 @@ func Run(ctx context.Context, o *Options) (err error) {
 // with OVMF unless firmware says otherwise.
 // A pass is remembered by the image's content in passDir: the same bytes
 // are not booted again.
-func BootTest(ctx context.Context, li *publish.LocalImage, firmware string, timeout time.Duration, passDir string, progress io.Writer) error {
+func BootTest(ctx context.Context, li *publish.LocalImage, firmware string, secureBoot bool, timeout time.Duration, passDir string, progress io.Writer) error {
 	if firmware == "" {
 		firmware = "bios"
-		if li.Firmware == "uefi" {
+		if li.Firmware == "uefi" || secureBoot {
 			firmware = "uefi"
 		}
 	}
-	if p, ok := boottest.PassedBefore(passDir, li.SHA512, firmware, version.Version()); ok {
+	verdict := firmware
+	if secureBoot {
+		verdict = "uefi-secure-boot"
+	}
+	if p, ok := boottest.PassedBefore(passDir, li.SHA512, verdict, version.Version()); ok {
 		fmt.Fprintf(progress, "publish: boot test passed before for this very file (%s): %s\n", p.At.Format(time.RFC3339), p.Summary)
 		return nil
 	}
-	rep, err := boottest.Run(ctx, boottest.Spec{Image: li.Path, Firmware: firmware, Timeout: timeout, Progress: progress})
+	rep, err := boottest.Run(ctx, boottest.Spec{Image: li.Path, Firmware: firmware, SecureBoot: secureBoot, Timeout: timeout, Progress: progress})
 	if err != nil {
 		return fmt.Errorf("boot test of %s (%s) failed: %w; nothing was uploaded (fix the image, or --no-boot-test to publish it untested)", li.Path, firmware, err)
 	}
 	fmt.Fprintln(progress, "publish: boot test passed: "+rep.Summary())
-	if err := boottest.RememberPass(passDir, li.SHA512, firmware, version.Version(), rep); err != nil && passDir != "" {
+	if err := boottest.RememberPass(passDir, li.SHA512, verdict, version.Version(), rep); err != nil && passDir != "" {
 		fmt.Fprintf(progress, "publish: note: the pass is not remembered: %v\n", err)
 	}
 	return nil
@@ -319,6 +328,9 @@ func (o *Options) request() (publish.Request, error) {
 			Elements:       o.Elements,
 			BuilderVersion: version.Version(),
 		},
+	}
+	if o.SecureBoot {
+		req.Meta.Firmware = &publish.FirmwareFacts{UEFI: true, SecureBoot: true}
 	}
 	if o.Name == "" {
 		return req, &imagecmd.UsageError{Err: errors.New("--name is required: the public image name, e.g. --name \"Debian 12\"")}
