@@ -129,7 +129,9 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 	}
 	storeHandle := stack.Push("container store", store.Close)
 	t.Printf("container store: %s storage driver", store.Driver())
-	if n, err := reapStaleRuns(ws.Runs(), store, ws.Store()); err != nil {
+	if n, err := reapStaleRuns(ws.Runs(), store, ws.Store(), func() {
+		t.Printf("waiting: another build is cleaning up after killed builds")
+	}); err != nil {
 		t.Printf("warning: cleaning up after earlier killed builds: %v", err)
 	} else if n > 0 {
 		t.Printf("removed what %d killed build(s) left behind", n)

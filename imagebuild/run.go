@@ -139,13 +139,18 @@ const reapLock = ".reaping"
 // mounts) and staging files in store, their work directories and their
 // temporary outputs. A dead run of another store keeps its lock, naming
 // only that store, until a build of that store removes what it left there.
-func reapStaleRuns(dir string, store *rootfs.Store, storeDir string) (int, error) {
+func reapStaleRuns(dir string, store *rootfs.Store, storeDir string, waiting func()) (int, error) {
 	// Reapers take turns: a dead run's lock that another build's reaper
 	// holds for a moment looks alive, and a build of the dead run's store
 	// would pass it by, leaving its store files to a later build.
 	if rl, err := os.OpenFile(filepath.Join(dir, reapLock), os.O_CREATE|os.O_RDWR, 0o600); err == nil {
 		defer rl.Close()
-		_ = syscall.Flock(int(rl.Fd()), syscall.LOCK_EX)
+		if syscall.Flock(int(rl.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			if waiting != nil {
+				waiting()
+			}
+			_ = syscall.Flock(int(rl.Fd()), syscall.LOCK_EX)
+		}
 	}
 	ents, err := os.ReadDir(dir)
 	if err != nil {

@@ -56,7 +56,7 @@ func TestReapStaleRunsRemovesWhatTheRunLeft(t *testing.T) {
 	livePartial := write(".img.tar." + runTag(live.ID) + "tmp")
 	kept := write("img.tar")
 
-	n, err := reapStaleRuns(runs, nil, "/cache-a/store")
+	n, err := reapStaleRuns(runs, nil, "/cache-a/store", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestReapStaleRunsRemovesWhatTheRunLeft(t *testing.T) {
 		t.Errorf("the other store's dead run's lock holds %q (%v), want only its store", data, err)
 	}
 	// A build of that store finishes it.
-	if n, err := reapStaleRuns(runs, nil, "/cache-b/store"); err != nil || n != 1 {
+	if n, err := reapStaleRuns(runs, nil, "/cache-b/store", nil); err != nil || n != 1 {
 		t.Errorf("the other store's build reaped %d runs (%v), want 1", n, err)
 	}
 	if _, err := os.Stat(filepath.Join(runs, foreign.ID+".lock")); err == nil {
@@ -113,7 +113,7 @@ func TestNoSpaceNamesTheFullDisk(t *testing.T) {
 // reaped (or handed over to its store) rather than pass it by.
 func TestReapersTakeTurns(t *testing.T) {
 	runs := t.TempDir()
-	if _, err := reapStaleRuns(runs, nil, "/cache-a/store"); err != nil {
+	if _, err := reapStaleRuns(runs, nil, "/cache-a/store", nil); err != nil {
 		t.Fatal(err)
 	}
 	hold, err := os.OpenFile(filepath.Join(runs, reapLock), os.O_RDWR, 0)
@@ -126,7 +126,7 @@ func TestReapersTakeTurns(t *testing.T) {
 	}
 	done := make(chan struct{})
 	go func() {
-		reapStaleRuns(runs, nil, "/cache-a/store")
+		reapStaleRuns(runs, nil, "/cache-a/store", nil)
 		close(done)
 	}()
 	select {
