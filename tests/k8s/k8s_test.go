@@ -1,3 +1,5 @@
+//go:build k8se2e
+
 // Package k8s runs builder's pipeline as a Kubernetes Indexed Job on a
 // real one-node Kubernetes v1.34 that hack/k8s/cluster.sh starts on
 // 127.0.0.1 (binaries built once and cached under the test cache), with a
