@@ -255,9 +255,22 @@ func (c *Cloud) pickFlavor(ctx context.Context, cc *gophercloud.ServiceClient, w
 
 // deleteServer deletes a server and waits until Nova has forgotten it.
 func (c *Cloud) deleteServer(ctx context.Context, cc *gophercloud.ServiceClient, id string) error {
-	cctx, cancel := context.WithTimeout(ctx, callTimeout)
-	err := servers.Delete(cctx, cc, id).ExtractErr()
-	cancel()
+	// Nova refuses a delete for a moment now and then: 409 while the
+	// server is in a task, 500 when its database was busy with the
+	// server's own last update. A few tries, a few seconds apart.
+	var err error
+	for try := 1; ; try++ {
+		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		err = servers.Delete(cctx, cc, id).ExtractErr()
+		cancel()
+		var ue gophercloud.ErrUnexpectedResponseCode
+		if err == nil || try == 5 || !errors.As(err, &ue) || (ue.Actual != http.StatusConflict && ue.Actual < 500) {
+			break
+		}
+		if serr := sleep(ctx, 2*time.Second); serr != nil {
+			break
+		}
+	}
 	if gophercloud.ResponseCodeIs(err, http.StatusNotFound) {
 		return nil
 	}
