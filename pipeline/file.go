@@ -188,6 +188,10 @@ type Publish struct {
 	Description string `yaml:"description"`
 	// SmokeTest boots the upload in the cloud before promoting it.
 	SmokeTest *SmokeTest `yaml:"smoke_test"`
+	// SecureBoot publishes the image for Secure Boot (os_secure_boot=
+	// required, UEFI, q35) and boot-tests it so; the image must boot
+	// through the signed shim.
+	SecureBoot *bool `yaml:"secure_boot"`
 }
 
 // diskFormats are the build's output types that are disk images Glance

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"builder/assemble"
 	"builder/internal/redact"
 	"context"
 	"errors"
@@ -87,12 +88,18 @@ type fakeCloud struct {
 	mu   *sync.Mutex
 	got  *[]string
 	fail bool
+	// firmware receives the Glance properties the request's firmware
+	// facts give.
+	firmware *[]map[string]string
 }
 
 func (f fakeCloud) Publish(_ context.Context, li *publish.LocalImage, req publish.Request) (*publish.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	*f.got = append(*f.got, f.name+":"+req.Name+":"+filepath.Base(li.Path)+":"+req.Rotate)
+	if f.firmware != nil && req.Meta.Firmware != nil {
+		*f.firmware = append(*f.firmware, publish.FirmwareProperties(*req.Meta.Firmware))
+	}
 	if f.fail {
 		return nil, errors.New("cloud " + f.name + " refused, password hunter2")
 	}
@@ -105,7 +112,10 @@ type fakes struct {
 	booted    []string
 	published []string
 	failCloud string
-	buildGate chan struct{} // when set, builds wait for it
+	buildGate chan struct{}  // when set, builds wait for it
+	disk      *assemble.Disk // what builds report they assembled
+	specs     []boottest.Spec
+	firmware  []map[string]string
 }
 
 func (fk *fakes) steps() Steps {
@@ -123,12 +133,13 @@ func (fk *fakes) steps() Steps {
 					return nil, errors.New("hook install.d/10-fail exited 1")
 				}
 			}
-			return &imagebuild.Result{Outputs: []string{req.Output + ".qcow2"}}, nil
+			return &imagebuild.Result{Outputs: []string{req.Output + ".qcow2"}, Disk: fk.disk}, nil
 		},
 		BootTest: func(ctx context.Context, s boottest.Spec) (*boottest.Report, error) {
 			fk.mu.Lock()
 			defer fk.mu.Unlock()
 			fk.booted = append(fk.booted, filepath.Base(s.Image)+":"+s.Firmware)
+			fk.specs = append(fk.specs, s)
 			return &boottest.Report{Passed: true}, nil
 		},
 		Inspect: func(ctx context.Context, path string, _ publish.InspectOptions) (*publish.LocalImage, []string, error) {
@@ -139,7 +150,7 @@ func (fk *fakes) steps() Steps {
 			if name == "" {
 				name = "env"
 			}
-			return fakeCloud{name: name, mu: &fk.mu, got: &fk.published, fail: name == fk.failCloud}, nil
+			return fakeCloud{name: name, mu: &fk.mu, got: &fk.published, fail: name == fk.failCloud, firmware: &fk.firmware}, nil
 		},
 	}
 }
@@ -321,5 +332,42 @@ func TestRunBuildsConcurrently(t *testing.T) {
 func TestDefaultJobs(t *testing.T) {
 	if n := DefaultJobs(); n < 1 {
 		t.Errorf("DefaultJobs() = %d", n)
+	}
+}
+
+// publish.secure_boot: the image is boot-tested with Secure Boot enforced
+// and published with the properties that make the cloud boot it so; an
+// image without the signed chain is refused before anything is published.
+// Without the key a Secure Boot capable image is published as UEFI+BIOS.
+func TestSecureBootPublish(t *testing.T) {
+	const file = `
+defaults:
+  output_dir: out
+  publish: {clouds: [env]}
+images:
+  - name: sb
+    elements: [debian, vm]
+    publish: {secure_boot: true}
+  - name: plain
+    elements: [debian, vm]
+`
+	f := load(t, file)
+	fk := &fakes{disk: &assemble.Disk{Spec: assemble.DiskSpec{BIOS: true, UEFI: true}, EFILoader: &assemble.EFILoader{SecureBoot: true}}}
+	if _, err := Run(context.Background(), f, Options{ImageCache: t.TempDir(), Steps: fk.steps(), Out: io.Discard, Environ: []string{}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(fk.specs) != 2 || !fk.specs[0].SecureBoot || fk.specs[0].Firmware != "uefi" || fk.specs[1].SecureBoot {
+		t.Errorf("boot tests: %+v", fk.specs)
+	}
+	if len(fk.firmware) != 2 || fk.firmware[0]["os_secure_boot"] != "required" || fk.firmware[0]["hw_machine_type"] != "q35" ||
+		fk.firmware[1]["os_secure_boot"] != "" || fk.firmware[1]["hw_firmware_type"] != "" {
+		t.Errorf("firmware properties: %v", fk.firmware)
+	}
+
+	// No signed chain: refused.
+	fk = &fakes{disk: &assemble.Disk{Spec: assemble.DiskSpec{BIOS: true, UEFI: true}}}
+	sum, err := Run(context.Background(), f, Options{ImageCache: t.TempDir(), Steps: fk.steps(), Out: io.Discard, Environ: []string{}})
+	if err == nil || sum.Images[0].Result != Failed || !strings.Contains(sum.Images[0].Error, "does not boot through a signed shim") || len(fk.published) != 1 {
+		t.Errorf("secure_boot without a signed chain: %v, %+v, published %v", err, sum.Images, fk.published)
 	}
 }

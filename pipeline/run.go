@@ -375,7 +375,8 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 
 	// Build, or download.
 	var src source
-	tmpDir := ""
+	tmpDir, arch := "", ""
+	var firmware *publish.FirmwareFacts // what the build's disk boots with
 	if img.Source != nil {
 		r.say(img.Name, "download: %s", img.Source.URL)
 		outputs, digest, err := r.fetchSource(ctx, img, r.f.convert(img), out, &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu})
@@ -411,6 +412,21 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 		res.Build = OK
 		res.Outputs = built.Outputs
 		tmpDir = req.TmpDir
+		arch = req.Arch
+		if d := built.Disk; d != nil {
+			firmware = &publish.FirmwareFacts{BIOS: d.Spec.BIOS, UEFI: d.Spec.UEFI, Arch: req.Arch,
+				SecureBoot: d.EFILoader != nil && d.EFILoader.SecureBoot}
+		}
+	}
+	secureBoot := pub != nil && pub.SecureBoot != nil && *pub.SecureBoot
+	if secureBoot && (firmware == nil || !firmware.SecureBoot) {
+		res.Build = Failed
+		return fail("build", errors.New("publish.secure_boot is set, but the image does not boot through a signed shim (a UEFI layout of a Debian-family image has one)"))
+	}
+	if firmware != nil && !secureBoot {
+		// The image can boot with Secure Boot; it is published so only
+		// when the file asks (the cloud must support it).
+		firmware.SecureBoot = false
 	}
 	buildDate := time.Now()
 	if img.Source != nil {
@@ -440,19 +456,13 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 	if unchanged {
 		res.BootTest = "unchanged"
 		r.say(img.Name, "unchanged: every cloud has this very file as %q already: no boot test, no upload", pub.Name)
-	} else if p, ok := boottest.PassedBefore(workspace.New(r.cache).BootTest(), li.SHA512, bootFirmware(bootCfg, li), version.Version()); bootCfg.Enabled && ok {
+	} else if p, ok := boottest.PassedBefore(workspace.New(r.cache).BootTest(), li.SHA512, verdictName(bootFirmware(bootCfg, li, secureBoot), arch, secureBoot), version.Version()); bootCfg.Enabled && ok {
 		res.BootTest = OK
 		r.say(img.Name, "boot test passed before for this very file (%s): %s", p.At.Format(time.RFC3339), p.Summary)
 	} else if bootCfg.Enabled {
-		fw := bootCfg.Firmware
-		if fw == "" {
-			fw = "bios"
-			if li.Firmware == "uefi" {
-				fw = "uefi"
-			}
-		}
-		r.say(img.Name, "boot test (%s)", fw)
-		rep, err := r.steps.BootTest(ctx, boottest.Spec{Image: target, Firmware: fw, Timeout: bootCfg.Timeout, CacheDir: r.cache,
+		fw := bootFirmware(bootCfg, li, secureBoot)
+		r.say(img.Name, "boot test (%s)", verdictName(fw, arch, secureBoot))
+		rep, err := r.steps.BootTest(ctx, boottest.Spec{Image: target, Firmware: fw, Arch: arch, SecureBoot: secureBoot, Timeout: bootCfg.Timeout, CacheDir: r.cache,
 			Progress: &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu}})
 		if err != nil {
 			res.BootTest = Failed
@@ -460,7 +470,7 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 		}
 		res.BootTest = OK
 		r.say(img.Name, "boot test passed: %s", rep.Summary())
-		if err := boottest.RememberPass(workspace.New(r.cache).BootTest(), li.SHA512, fw, version.Version(), rep); err != nil {
+		if err := boottest.RememberPass(workspace.New(r.cache).BootTest(), li.SHA512, verdictName(fw, arch, secureBoot), version.Version(), rep); err != nil {
 			r.say(img.Name, "note: the pass is not remembered: %v", err)
 		}
 	} else {
@@ -475,7 +485,7 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 	var errs []string
 	for _, cloud := range pub.Clouds {
 		p := Published{Cloud: cloud, Name: pub.Name}
-		pr, err := r.publish(ctx, img, pub, cloud, li, buildDate, src)
+		pr, err := r.publish(ctx, img, pub, cloud, li, buildDate, src, firmware)
 		if pr != nil {
 			p.ImageID, p.Visibility, p.Uploaded, p.SmokeTest, p.Unchanged = pr.ImageID, pr.Visibility, pr.Uploaded, pr.SmokeTest, pr.Already
 		}
@@ -499,14 +509,25 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 
 // bootFirmware is the firmware the boot test uses: the file's setting, else
 // UEFI for a UEFI-only disk, else BIOS.
-func bootFirmware(b BootTest, li *publish.LocalImage) string {
+func bootFirmware(b BootTest, li *publish.LocalImage, secureBoot bool) string {
 	if b.Firmware != "" {
 		return b.Firmware
 	}
-	if li.Firmware == "uefi" {
+	if li.Firmware == "uefi" || secureBoot {
 		return "uefi"
 	}
 	return "bios"
+}
+
+// verdictName names a boot test's conditions, for its remembered pass.
+func verdictName(fw, arch string, secureBoot bool) string {
+	if arch != "" && arch != "amd64" {
+		fw = arch + "-" + fw
+	}
+	if secureBoot {
+		fw += "-secure-boot"
+	}
+	return fw
 }
 
 // unchangedEverywhere says whether every cloud of pub has li's very
@@ -536,7 +557,7 @@ func (r *runner) unchangedEverywhere(ctx context.Context, img Image, pub *Publis
 	return len(pub.Clouds) > 0
 }
 
-func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud string, li *publish.LocalImage, date time.Time, src source) (*publish.Result, error) {
+func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud string, li *publish.LocalImage, date time.Time, src source, firmware *publish.FirmwareFacts) (*publish.Result, error) {
 	cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
 	if cloud != EnvCloud {
 		cr.Cloud = cloud
@@ -567,7 +588,7 @@ func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud str
 		// The elements as listed: what the user wrote identifies the image
 		// (the build adds their dependencies).
 		Meta: publish.Metadata{Elements: img.Elements, BuildDate: date, BuilderVersion: version.Version(),
-			Source: src.url, SourceDigest: src.digest},
+			Source: src.url, SourceDigest: src.digest, Firmware: firmware},
 		LockDir: workspace.New(r.cache).PublishLocks(),
 		Out:     &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu},
 	})

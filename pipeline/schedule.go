@@ -237,6 +237,9 @@ func overlay(a, b *Publish) *Publish {
 		if b.SmokeTest != nil {
 			p.SmokeTest = b.SmokeTest
 		}
+		if b.SecureBoot != nil {
+			p.SecureBoot = b.SecureBoot
+		}
 		for k, v := range b.Properties {
 			props[k] = v
 		}
