@@ -443,7 +443,8 @@ func oneLine(err error, dropLines bool) error {
 		if dropLines {
 			e = lineRE.ReplaceAllString(e, "")
 		}
-		msgs = append(msgs, e)
+		// A value or tag can hold a line break ("!\n"): one line still.
+		msgs = append(msgs, strings.Join(strings.Fields(e), " "))
 	}
 	return errors.New(strings.Join(msgs, "; "))
 }
