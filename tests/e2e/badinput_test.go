@@ -394,7 +394,7 @@ func badInputs() []badInput {
 		{name: "pipeline: missing file", args: []string{"pipeline", "run", "{dir}/none.yaml"}, code: 2,
 			want: []string{"{dir}/none.yaml: no such file or directory", "give the path of a pipeline file"}},
 		{name: "pipeline: unknown subcommand", args: []string{"pipeline", "start", "{dir}/pipeline.yaml"}, code: 2,
-			want: []string{`unknown command "start" for "builder pipeline": use one of run`}},
+			want: []string{`unknown command "start" for "builder pipeline": use one of plan, run`}},
 		pipelineFile("empty file", "", 2, "the file is empty"),
 		pipelineFile("not YAML", "images:\n  - name: a\n    elements: [debian, vm\n", 2, "did not find expected ',' or ']'", "fix the file"),
 		pipelineFile("tab indentation", "images:\n\t- name: a\n", 2, "line 2: found character that cannot start any token"),
