@@ -162,7 +162,10 @@ func TestBreakBeforeAndAfterPhases(t *testing.T) {
 	out, tmp := t.TempDir(), t.TempDir()
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + os.Getenv("HOME"), "TMP_DIR=" + tmp}
 	build := func(brk, stdin string) (string, error) {
-		cmd := exec.CommandContext(ctx, builderBin, "image", "debian-minimal", "vm", "-t", "tar", "-o", filepath.Join(out, "img"), "--image-cache", cacheDir)
+		// --cache-max-size 0: the shared test cache may be at its bound,
+		// and a prune between these builds would evict what the last one
+		// must reuse.
+		cmd := exec.CommandContext(ctx, builderBin, "image", "debian-minimal", "vm", "-t", "tar", "-o", filepath.Join(out, "img"), "--image-cache", cacheDir, "--cache-max-size", "0")
 		cmd.Env = append(append([]string(nil), env...), "OVERWRITE_OLD_IMAGE=1")
 		if brk != "" {
 			cmd.Env = append(cmd.Env, "break="+brk)
