@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"archive/tar"
+	"builder/sbom"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -505,6 +506,8 @@ func (f *faultSuite) outputsComplete(t *testing.T, b *build, want bool) listing 
 		case n == "img.fault-big":
 			checkBigOutput(t, b, p)
 		case n == "img.d":
+		case n == "img.spdx.json":
+			checkSBOM(t, b, p)
 		default:
 			t.Errorf("%s: left in the output directory: %s", b.label, n)
 		}
@@ -523,6 +526,15 @@ func (f *faultSuite) outputsComplete(t *testing.T, b *build, want bool) listing 
 	}
 	f.check(1)
 	return l
+}
+
+// checkSBOM checks that an SBOM beside the outputs is whole: it parses,
+// and its file inventory is the one it names.
+func checkSBOM(t *testing.T, b *build, p string) {
+	t.Helper()
+	if _, err := sbom.Read(p); err != nil {
+		t.Errorf("%s: %s is not whole: %v", b.label, filepath.Base(p), err)
+	}
 }
 
 // checkBigOutput checks the fault-points element's big output

@@ -370,6 +370,8 @@ func (f *faultSuite) outputsCompleteOrPartial(t *testing.T, b *build) {
 			}
 		case "img.fault-big":
 			checkBigOutput(t, b, p)
+		case "img.spdx.json":
+			checkSBOM(t, b, p)
 		}
 	}
 	f.check(1)
