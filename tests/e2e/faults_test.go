@@ -183,12 +183,14 @@ func sigName(sig syscall.Signal) string {
 	return ""
 }
 
-// mountsIn says whether something is mounted in the build's TMP_DIR
-// (mmdebstrap's /proc, /dev and /sys in the tree it bootstraps).
+// mountsIn says whether something is mounted in the build's TMP_DIR or
+// its tmpfs scratch directory (mmdebstrap's /proc, /dev and /sys in the
+// tree it bootstraps; a root build bootstraps on /dev/shm). The suite's
+// builds run one at a time.
 func mountsIn(b *build) bool {
 	data, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, line := range strings.Split(string(data), "\n") {
-		if fl := strings.Fields(line); len(fl) > 4 && strings.HasPrefix(fl[4], b.tmp+"/") {
+		if fl := strings.Fields(line); len(fl) > 4 && (strings.HasPrefix(fl[4], b.tmp+"/") || strings.HasPrefix(fl[4], "/dev/shm/builder.")) {
 			return true
 		}
 	}
