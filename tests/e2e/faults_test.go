@@ -184,13 +184,16 @@ func sigName(sig syscall.Signal) string {
 }
 
 // mountsIn says whether something is mounted in the build's TMP_DIR or
-// its tmpfs scratch directory (mmdebstrap's /proc, /dev and /sys in the
-// tree it bootstraps; a root build bootstraps on /dev/shm). The suite's
-// builds run one at a time.
+// its own tmpfs scratch directory (mmdebstrap's /proc, /dev and /sys in
+// the tree it bootstraps; a root build bootstraps on /dev/shm).
 func mountsIn(b *build) bool {
+	scratch := "\x00" // matches nothing until the build has its run lock
+	if id := b.runID(); id != "" {
+		scratch = "/dev/shm/builder." + id + "."
+	}
 	data, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, line := range strings.Split(string(data), "\n") {
-		if fl := strings.Fields(line); len(fl) > 4 && (strings.HasPrefix(fl[4], b.tmp+"/") || strings.HasPrefix(fl[4], "/dev/shm/builder.")) {
+		if fl := strings.Fields(line); len(fl) > 4 && (strings.HasPrefix(fl[4], b.tmp+"/") || strings.HasPrefix(fl[4], scratch)) {
 			return true
 		}
 	}
