@@ -42,8 +42,11 @@ var hostOnlyVars = map[string]bool{
 }
 
 // hostOnlyPrefixes: session (XDG_*), terminal programs, sudo's own record
-// of the caller, and the state buildah's re-exec leaves in the environment.
-var hostOnlyPrefixes = []string{"XDG_", "TERM_", "SUDO_", "_CONTAINERS_", "BASH_FUNC_", "VSCODE_", "GNOME_", "KDE_"}
+// of the caller, the state buildah's re-exec leaves in the environment,
+// and the dynamic loader's controls (LD_PRELOAD, LD_LIBRARY_PATH...: host
+// libraries that do not exist in the image; DIB's sudo drops them too) and
+// what preloaded tools such as libfaketime read (FAKETIME*).
+var hostOnlyPrefixes = []string{"XDG_", "TERM_", "SUDO_", "_CONTAINERS_", "BASH_FUNC_", "VSCODE_", "GNOME_", "KDE_", "LD_", "FAKETIME", "DONT_FAKE_", "NO_FAKE_"}
 
 // builderOnlyPrefixes are builder's own controls and credentials it uses
 // itself (OpenStack's OS_* for publishing, the container tools'

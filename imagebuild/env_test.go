@@ -15,13 +15,15 @@ import (
 func TestUserEnvPassesTheCallersVariables(t *testing.T) {
 	got := UserEnv([]string{"DIB_RELEASE=trixie", "HOME=/root", "AWS_SECRET_ACCESS_KEY=abcdefgh", "http_proxy=http://p:3128",
 		"ELEMENTS_PATH=/e", "GUEST_USER=alice", "SOME_SSH_PUBLIC_KEY=ssh-ed25519 AAAA", "TERM=xterm", "SSH_AUTH_SOCK=/run/x",
-		"XDG_RUNTIME_DIR=/run/user/0", "OS_PASSWORD=hunter22", "BUILDER_BIN=/x", "_CONTAINERS_USERNS_CONFIGURED=1", "BAD-NAME=1"})
+		"XDG_RUNTIME_DIR=/run/user/0", "OS_PASSWORD=hunter22", "BUILDER_BIN=/x", "_CONTAINERS_USERNS_CONFIGURED=1", "BAD-NAME=1",
+		"LD_PRELOAD=/usr/$LIB/faketime/libfaketime.so.1", "LD_LIBRARY_PATH=/opt/lib", "FAKETIME=+2d", "NO_FAKE_STAT=1"})
 	for _, k := range []string{"DIB_RELEASE", "http_proxy", "ELEMENTS_PATH", "GUEST_USER", "SOME_SSH_PUBLIC_KEY", "AWS_SECRET_ACCESS_KEY"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("%s does not reach the hooks: %v", k, got)
 		}
 	}
-	for _, k := range []string{"HOME", "TERM", "SSH_AUTH_SOCK", "XDG_RUNTIME_DIR", "OS_PASSWORD", "BUILDER_BIN", "_CONTAINERS_USERNS_CONFIGURED", "BAD-NAME"} {
+	for _, k := range []string{"HOME", "TERM", "SSH_AUTH_SOCK", "XDG_RUNTIME_DIR", "OS_PASSWORD", "BUILDER_BIN", "_CONTAINERS_USERNS_CONFIGURED", "BAD-NAME",
+		"LD_PRELOAD", "LD_LIBRARY_PATH", "FAKETIME", "NO_FAKE_STAT"} {
 		if _, ok := got[k]; ok {
 			t.Errorf("%s reached the hooks: %v", k, got)
 		}
