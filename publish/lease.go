@@ -10,7 +10,9 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -88,7 +90,7 @@ func (c *Cloud) acquireLease(ctx context.Context, name, holder string, t leaseTi
 			topImg = &gens[len(gens)-1]
 			top, _ = strconv.Atoi(prop(*topImg, PropLeaseGen))
 		}
-		if topImg != nil && prop(*topImg, PropLeaseState) != "released" && !leaseStale(*topImg, t.TTL) {
+		if topImg != nil && prop(*topImg, PropLeaseState) != "released" && !leaseStale(*topImg, t.TTL) && !deadHere(prop(*topImg, PropLeaseHolder), holder) {
 			if !told && busy != nil {
 				busy(prop(*topImg, PropLeaseHolder))
 				told = true
@@ -253,6 +255,21 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// deadHere says whether a lease's holder ran on this host (as holder
+// names it) and its process is gone: a publish killed here, whose lease
+// the rerun takes over at once instead of after its TTL.
+func deadHere(theirs, ours string) bool {
+	t, o := strings.Fields(theirs), strings.Fields(ours)
+	if len(t) < 3 || len(o) < 1 || t[0] != o[0] || t[1] != "pid" {
+		return false
+	}
+	pid, err := strconv.Atoi(t[2])
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return syscall.Kill(pid, 0) == syscall.ESRCH
 }
 
 // leaseHolder names this runner in a lease.
