@@ -1,6 +1,7 @@
 package imagebuild
 
 import (
+	"builder/internal/hosttools"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -349,26 +350,11 @@ func tmpfsWithRoom(need int64) string {
 	if int64(st.Bavail)*st.Bsize < need {
 		return ""
 	}
-	if memAvailable() < 2*need {
+	if hosttools.MemAvailable() < 2*need {
 		return ""
 	}
 	if unix := syscall.Access(shm, 2 /* W_OK */); unix != nil {
 		return ""
 	}
 	return shm
-}
-
-func memAvailable() int64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemAvailable:" {
-			var kb int64
-			fmt.Sscan(f[1], &kb)
-			return kb << 10
-		}
-	}
-	return 0
 }

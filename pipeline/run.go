@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"builder/internal/hosttools"
 	"builder/internal/redact"
 	"builder/internal/version"
 	"builder/internal/workspace"
@@ -11,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -277,24 +277,10 @@ func (r *runner) all(ctx context.Context, todo []Image) []ImageResult {
 // image build keeps about a core busy and its tmpfs scratch in memory).
 func DefaultJobs() int {
 	n := runtime.NumCPU() / 2
-	if m := memAvailable() / (4 << 30); m < int64(n) {
+	if m := hosttools.MemAvailable() / (4 << 30); m < int64(n) {
 		n = int(m)
 	}
 	return max(n, 1)
-}
-
-func memAvailable() int64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemAvailable:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 type runner struct {
