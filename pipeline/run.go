@@ -516,16 +516,22 @@ func verdictName(fw, arch string, secureBoot bool) string {
 	return fw
 }
 
+// connect reaches one of the file's clouds: "env" is the OS_* variables,
+// any other name a clouds.yaml entry.
+func (r *runner) connect(ctx context.Context, cloud string) (Publisher, error) {
+	cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
+	if cloud != EnvCloud {
+		cr.Cloud = cloud
+	}
+	return r.steps.Connect(ctx, cr)
+}
+
 // unchangedEverywhere says whether every cloud of pub has li's very
 // content under pub's name. A cloud that cannot be asked counts as
 // changed: the full publish then says what is wrong.
 func (r *runner) unchangedEverywhere(ctx context.Context, img Image, pub *Publish, li *publish.LocalImage) bool {
 	for _, cloud := range pub.Clouds {
-		cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
-		if cloud != EnvCloud {
-			cr.Cloud = cloud
-		}
-		c, err := r.steps.Connect(ctx, cr)
+		c, err := r.connect(ctx, cloud)
 		if err != nil {
 			return false
 		}
@@ -544,12 +550,8 @@ func (r *runner) unchangedEverywhere(ctx context.Context, img Image, pub *Publis
 }
 
 func (r *runner) publish(ctx context.Context, img Image, pub *Publish, cloud string, li *publish.LocalImage, date time.Time, src source, firmware *publish.FirmwareFacts) (*publish.Result, error) {
-	cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
-	if cloud != EnvCloud {
-		cr.Cloud = cloud
-	}
 	r.say(img.Name, "publish to %s as %q", cloud, pub.Name)
-	c, err := r.steps.Connect(ctx, cr)
+	c, err := r.connect(ctx, cloud)
 	if err != nil {
 		return nil, err
 	}
@@ -718,11 +720,7 @@ func (r *runner) cleanupOrphans(ctx context.Context, todo []Image) {
 			r.say("pipeline", "would remove from %s the temporary uploads and smoke-test servers older than %s that crashed runs left", cloud, age)
 			continue
 		}
-		cr := publish.Credentials{Env: r.env, UserAgent: "builder/" + version.Version(), Redact: r.o.Redact}
-		if cloud != EnvCloud {
-			cr.Cloud = cloud
-		}
-		c, err := r.steps.Connect(ctx, cr)
+		c, err := r.connect(ctx, cloud)
 		if err != nil {
 			r.say("pipeline", "cleanup of %s skipped: %v", cloud, r.o.Redact.Error(err))
 			continue
