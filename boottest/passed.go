@@ -14,6 +14,32 @@ import (
 // again (an unchanged nightly rebuild, a publish after a pipeline's test).
 // Only passes are kept; a failure is always tried again.
 
+// FirmwareFor is the firmware a boot test uses: the one asked for, else
+// UEFI for a disk that boots only so (disk "uefi") or with Secure Boot,
+// else BIOS.
+func FirmwareFor(asked, disk string, secureBoot bool) string {
+	if asked != "" {
+		return asked
+	}
+	if disk == "uefi" || secureBoot {
+		return "uefi"
+	}
+	return "bios"
+}
+
+// Conditions names what a boot test booted with (firmware, architecture,
+// Secure Boot), as a pass is remembered under it.
+func Conditions(s Spec) string {
+	c := s.Firmware
+	if s.Arch != "" && s.Arch != "amd64" {
+		c = s.Arch + "-" + c
+	}
+	if s.SecureBoot {
+		c += "-secure-boot"
+	}
+	return c
+}
+
 // Passed is a remembered pass.
 type Passed struct {
 	Digest   string    `json:"digest"` // sha512 of the image file

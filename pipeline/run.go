@@ -438,25 +438,27 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 	// content, is unchanged: no boot test, no upload.
 	unchanged := pub != nil && !r.o.Force && r.unchangedEverywhere(ctx, img, pub, li)
 
-	// Boot test.
+	// Boot test (a pass of this very file under the same conditions is
+	// remembered).
+	spec := boottest.Spec{Image: target, Firmware: boottest.FirmwareFor(bootCfg.Firmware, li.Firmware, secureBoot), Arch: arch, SecureBoot: secureBoot,
+		Timeout: bootCfg.Timeout, CacheDir: r.cache, Progress: &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu}}
+	passes := workspace.New(r.cache).BootTest()
 	if unchanged {
 		res.BootTest = "unchanged"
 		r.say(img.Name, "unchanged: every cloud has this very file as %q already: no boot test, no upload", pub.Name)
-	} else if p, ok := boottest.PassedBefore(workspace.New(r.cache).BootTest(), li.SHA512, verdictName(bootFirmware(bootCfg, li, secureBoot), arch, secureBoot), version.Version()); bootCfg.Enabled && ok {
+	} else if p, ok := boottest.PassedBefore(passes, li.SHA512, boottest.Conditions(spec), version.Version()); bootCfg.Enabled && ok {
 		res.BootTest = OK
 		r.say(img.Name, "boot test passed before for this very file (%s): %s", p.At.Format(time.RFC3339), p.Summary)
 	} else if bootCfg.Enabled {
-		fw := bootFirmware(bootCfg, li, secureBoot)
-		r.say(img.Name, "boot test (%s)", verdictName(fw, arch, secureBoot))
-		rep, err := r.steps.BootTest(ctx, boottest.Spec{Image: target, Firmware: fw, Arch: arch, SecureBoot: secureBoot, Timeout: bootCfg.Timeout, CacheDir: r.cache,
-			Progress: &prefixWriter{w: r.o.Out, prefix: "[" + img.Name + "] ", mu: &r.mu}})
+		r.say(img.Name, "boot test (%s)", boottest.Conditions(spec))
+		rep, err := r.steps.BootTest(ctx, spec)
 		if err != nil {
 			res.BootTest = Failed
 			return fail("boot test", err)
 		}
 		res.BootTest = OK
 		r.say(img.Name, "boot test passed: %s", rep.Summary())
-		if err := boottest.RememberPass(workspace.New(r.cache).BootTest(), li.SHA512, verdictName(fw, arch, secureBoot), version.Version(), rep); err != nil {
+		if err := boottest.RememberPass(passes, li.SHA512, boottest.Conditions(spec), version.Version(), rep); err != nil {
 			r.say(img.Name, "note: the pass is not remembered: %v", err)
 		}
 	} else {
@@ -491,29 +493,6 @@ func (r *runner) image(ctx context.Context, img Image) (res ImageResult) {
 	}
 	res.Publish = OK
 	return res
-}
-
-// bootFirmware is the firmware the boot test uses: the file's setting, else
-// UEFI for a UEFI-only disk, else BIOS.
-func bootFirmware(b BootTest, li *publish.LocalImage, secureBoot bool) string {
-	if b.Firmware != "" {
-		return b.Firmware
-	}
-	if li.Firmware == "uefi" || secureBoot {
-		return "uefi"
-	}
-	return "bios"
-}
-
-// verdictName names a boot test's conditions, for its remembered pass.
-func verdictName(fw, arch string, secureBoot bool) string {
-	if arch != "" && arch != "amd64" {
-		fw = arch + "-" + fw
-	}
-	if secureBoot {
-		fw += "-secure-boot"
-	}
-	return fw
 }
 
 // connect reaches one of the file's clouds: "env" is the OS_* variables,

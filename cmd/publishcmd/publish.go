@@ -285,23 +285,15 @@ func Run(ctx context.Context, o *Options) (err error) {
 // A pass is remembered by the image's content in passDir: the same bytes
 // are not booted again.
 func BootTest(ctx context.Context, li *publish.LocalImage, firmware string, secureBoot bool, timeout time.Duration, passDir string, progress io.Writer) error {
-	if firmware == "" {
-		firmware = "bios"
-		if li.Firmware == "uefi" || secureBoot {
-			firmware = "uefi"
-		}
-	}
-	verdict := firmware
-	if secureBoot {
-		verdict = "uefi-secure-boot"
-	}
+	spec := boottest.Spec{Image: li.Path, Firmware: boottest.FirmwareFor(firmware, li.Firmware, secureBoot), SecureBoot: secureBoot, Timeout: timeout, Progress: progress}
+	verdict := boottest.Conditions(spec)
 	if p, ok := boottest.PassedBefore(passDir, li.SHA512, verdict, version.Version()); ok {
 		fmt.Fprintf(progress, "publish: boot test passed before for this very file (%s): %s\n", p.At.Format(time.RFC3339), p.Summary)
 		return nil
 	}
-	rep, err := boottest.Run(ctx, boottest.Spec{Image: li.Path, Firmware: firmware, SecureBoot: secureBoot, Timeout: timeout, Progress: progress})
+	rep, err := boottest.Run(ctx, spec)
 	if err != nil {
-		return fmt.Errorf("boot test of %s (%s) failed: %w; nothing was uploaded (fix the image, or --no-boot-test to publish it untested)", li.Path, firmware, err)
+		return fmt.Errorf("boot test of %s (%s) failed: %w; nothing was uploaded (fix the image, or --no-boot-test to publish it untested)", li.Path, spec.Firmware, err)
 	}
 	fmt.Fprintln(progress, "publish: boot test passed: "+rep.Summary())
 	if err := boottest.RememberPass(passDir, li.SHA512, verdict, version.Version(), rep); err != nil && passDir != "" {
