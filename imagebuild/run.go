@@ -8,15 +8,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/moby/sys/mountinfo"
 	"go.podman.io/storage/pkg/unshare"
-	"golang.org/x/sys/unix"
 
 	"builder/internal/cleanup"
+	"builder/internal/fsutil"
 	"builder/rootfs"
 )
 
@@ -307,18 +306,9 @@ func removeAll(dir string) error {
 // its /dev, /proc and /sys binds): those are detached first, deepest
 // first, so neither the removal nor a later one walks into them.
 func removeRunDir(dir string) error {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return err
-	}
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(abs))
-	if err == nil && len(ms) > 0 {
-		sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
-		for _, m := range ms {
-			_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
-		}
-	}
-	return removeAll(abs)
+	// Whatever stays mounted, removeAll refuses to cross.
+	_, _ = fsutil.DetachMounts(dir)
+	return removeAll(dir)
 }
 
 // checkNoMounts refuses to delete a tree that has something mounted in it.

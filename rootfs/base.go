@@ -13,14 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/moby/sys/mountinfo"
-	"golang.org/x/sys/unix"
-
+	"builder/internal/fsutil"
 	"builder/internal/progress"
 )
 
@@ -255,15 +252,7 @@ func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img
 // removed (a removal would walk into the host's files), and the next
 // build's clean-up of this run's directory detaches and removes it.
 func removeBootstrapDir(dir string) {
-	ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
-	if err != nil {
-		return
-	}
-	sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
-	for _, m := range ms {
-		_ = unix.Unmount(m.Mountpoint, unix.MNT_DETACH)
-	}
-	if ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir)); err != nil || len(ms) > 0 {
+	if left, err := fsutil.DetachMounts(dir); err != nil || len(left) > 0 {
 		return
 	}
 	os.RemoveAll(dir)
