@@ -59,22 +59,9 @@ func startRun(id, tmpDir, runs string, useTmpfs bool, stack *cleanup.Stack) (*ru
 	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
 		return nil, inputError(fmt.Errorf("TMP_DIR %s: %w; set TMP_DIR to a directory you can write", tmpDir, err))
 	}
-	work, err := os.MkdirTemp(tmpDir, "builder."+r.ID+".")
-	if err != nil {
-		return nil, inputError(fmt.Errorf("create work directory in %s: %w (set TMP_DIR to a writable directory)", tmpDir, err))
-	}
-	r.Work = work
-	stack.Push("work directory "+work, func() error { return removeRunDir(work) })
-	r.Scratch = work
-	if useTmpfs {
-		if shm := tmpfsWithRoom(scratchNeed); shm != "" {
-			if d, err := os.MkdirTemp(shm, "builder."+r.ID+"."); err == nil {
-				r.Scratch = d
-				stack.Push("scratch directory "+d, func() error { return removeRunDir(d) })
-			}
-		}
-	}
-
+	// The lock comes first and goes last: every directory of the run is
+	// named in it for as long as the directory exists, so a build killed
+	// even while cleaning up leaves nothing the next one cannot find.
 	lockPath := filepath.Join(r.locks, r.ID+".lock")
 	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
@@ -84,16 +71,32 @@ func startRun(id, tmpDir, runs string, useTmpfs bool, stack *cleanup.Stack) (*ru
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
 	}
-	// The lock file names the directories, for whoever cleans up after us.
-	_, _ = f.WriteString(work + "\n")
-	if r.Scratch != work {
-		_, _ = f.WriteString(r.Scratch + "\n")
-	}
 	r.lock = f
 	stack.Push("run lock", func() error {
 		os.Remove(lockPath)
 		return f.Close()
 	})
+	work, err := os.MkdirTemp(tmpDir, "builder."+r.ID+".")
+	if err != nil {
+		return nil, inputError(fmt.Errorf("create work directory in %s: %w (set TMP_DIR to a writable directory)", tmpDir, err))
+	}
+	r.Work = work
+	stack.Push("work directory "+work, func() error { return removeRunDir(work) })
+	if err := r.record(work); err != nil {
+		return nil, err
+	}
+	r.Scratch = work
+	if useTmpfs {
+		if shm := tmpfsWithRoom(scratchNeed); shm != "" {
+			if d, err := os.MkdirTemp(shm, "builder."+r.ID+"."); err == nil {
+				r.Scratch = d
+				stack.Push("scratch directory "+d, func() error { return removeRunDir(d) })
+				if err := r.record(d); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	return r, nil
 }
 

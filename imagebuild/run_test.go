@@ -9,6 +9,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"builder/internal/cleanup"
 )
@@ -139,5 +142,60 @@ func TestReapersTakeTurns(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the reaper did not go on once the other was done")
+	}
+}
+
+// The run lock names every directory of the run for as long as it exists:
+// taken before they are made, removed after they are gone.
+func TestRunLockOutlivesTheRunsDirectories(t *testing.T) {
+	runs, tmp := t.TempDir(), t.TempDir()
+	var stack cleanup.Stack
+	r, err := startRun("0123456789ab", tmp, runs, true, &stack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(runs, "0123456789ab.lock")
+	data, err := os.ReadFile(lock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirs := []string{r.Work}
+	if r.Scratch != r.Work {
+		dirs = append(dirs, r.Scratch)
+	}
+	for _, d := range dirs {
+		if !strings.Contains(string(data), d+"\n") {
+			t.Errorf("the run lock does not name %s:\n%s", d, data)
+		}
+	}
+	// The order of removals, as the kernel reports them.
+	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	for _, p := range append(dirs, lock) {
+		if _, err := unix.InotifyAddWatch(fd, filepath.Dir(p), unix.IN_DELETE); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stack.Run(); err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	buf := make([]byte, 64<<10)
+	n, _ := unix.Read(fd, buf)
+	for off := 0; off+unix.SizeofInotifyEvent <= n; {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+		name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+		for _, p := range append(dirs, lock) {
+			if name == filepath.Base(p) {
+				order = append(order, p)
+			}
+		}
+		off += unix.SizeofInotifyEvent + int(ev.Len)
+	}
+	if len(order) != len(dirs)+1 || order[len(order)-1] != lock {
+		t.Errorf("removed in the order %v; want the run lock (%s) last, after %v", order, lock, dirs)
 	}
 }

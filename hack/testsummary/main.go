@@ -37,6 +37,7 @@ func main() {
 func run(in io.Reader, out io.Writer) int {
 	var passed, failed, skipped []result
 	var failedPkgs []string
+	var pkgTimes []result
 	outputs := map[string][]string{}
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
@@ -56,6 +57,9 @@ func run(in io.Reader, out io.Writer) int {
 			}
 		case "pass", "fail", "skip":
 			if e.Test == "" {
+				if e.Action != "skip" {
+					pkgTimes = append(pkgTimes, result{name: shortPkg(e.Package), elapsed: e.Elapsed})
+				}
 				if e.Action == "fail" {
 					failedPkgs = append(failedPkgs, e.Package)
 				}
@@ -89,6 +93,27 @@ func run(in io.Reader, out io.Writer) int {
 		fmt.Fprintf(out, "failed:\n")
 		for _, r := range sorted(failed) {
 			fmt.Fprintf(out, "  %s (%.0f s)\n", r.name, r.elapsed)
+		}
+	}
+	// Where CI's time went: the slowest tests (not subtests) and packages.
+	var top []result
+	for _, r := range append(append([]result(nil), passed...), failed...) {
+		if !strings.Contains(r.name, "/") {
+			top = append(top, r)
+		}
+	}
+	if len(top) > 0 {
+		sort.SliceStable(top, func(i, j int) bool { return top[i].elapsed > top[j].elapsed })
+		fmt.Fprintf(out, "slowest tests (a parallel test's time includes its wait for a turn):\n")
+		for _, r := range top[:min(len(top), 15)] {
+			fmt.Fprintf(out, "  %6.0f s  %s\n", r.elapsed, r.name)
+		}
+	}
+	if len(pkgTimes) > 0 {
+		sort.SliceStable(pkgTimes, func(i, j int) bool { return pkgTimes[i].elapsed > pkgTimes[j].elapsed })
+		fmt.Fprintf(out, "packages:\n")
+		for _, r := range pkgTimes[:min(len(pkgTimes), 8)] {
+			fmt.Fprintf(out, "  %6.0f s  %s\n", r.elapsed, r.name)
 		}
 	}
 	pkgsOnly := []string{}

@@ -34,9 +34,10 @@ import (
 // damaged. The counts of faults and checks are logged at the end
 // ("faults: ..."), for the CI log.
 func TestFaults(t *testing.T) {
-	needE2E(t)
+	needE2EOwnLane(t)
 	start := time.Now()
 	f := newFaultSuite(t)
+	ownRoot(f.root)
 
 	// The reference: an undisturbed cold build from the served base.
 	ref := f.start(t, "reference build", buildOpts{})

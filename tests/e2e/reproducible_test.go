@@ -21,7 +21,7 @@ import (
 // and an identical SBOM. The SBOM is valid SPDX 2.3 and lists exactly the
 // packages dpkg-query lists in the image.
 func TestReproducibleImages(t *testing.T) {
-	testreq.Root(t, "builds as root and as another user")
+	needE2E(t)
 	testreq.Tool(t, "faketime", "apt-get install faketime")
 	uid := ensureRootlessUser(t)
 	ctx := withTimeout(t, 60*time.Minute)

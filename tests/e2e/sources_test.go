@@ -10,15 +10,21 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"builder/internal/testregistry"
 )
 
+var minbaseMu sync.Mutex
+
 // minbaseTar is a Debian minbase made with mmdebstrap, kept in the test cache.
 func minbaseTar(t *testing.T) string {
 	t.Helper()
+	// Tests of both lanes ask for it.
+	minbaseMu.Lock()
+	defer minbaseMu.Unlock()
 	p := filepath.Join(cacheDir, "e2e-minbase-bookworm.tar")
 	if _, err := os.Stat(p); err == nil {
 		return p
