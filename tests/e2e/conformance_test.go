@@ -216,7 +216,7 @@ var confTable = []confElement{
 	{name: "cache-url", batch: "debian", note: "an `extra-data.d` hook of the test's element downloads a file with `cache-url` into the image cache; it reaches the image",
 		check: func(c *confCheck) {
 			c.equals("/etc/conformance/cache-url.txt", confCacheURLText)
-			if data, err := os.ReadFile(filepath.Join(confCache(), "conformance", "cache-url.txt")); err != nil || string(data) != confCacheURLText {
+			if data, err := os.ReadFile(filepath.Join(ownLaneCache(), "conformance", "cache-url.txt")); err != nil || string(data) != confCacheURLText {
 				c.errorf("the image cache has no conformance/cache-url.txt with the served content (%v)", err)
 			}
 		}},
@@ -583,7 +583,7 @@ var confTable = []confElement{
 			if n, _ := strconv.Atoi(c.probe("pip-cache-files")); n == 0 {
 				c.errorf("pip wrote nothing into /tmp/pip during the hook")
 			}
-			if ents, err := os.ReadDir(filepath.Join(confCache(), "pip")); err != nil || len(ents) == 0 {
+			if ents, err := os.ReadDir(filepath.Join(ownLaneCache(), "pip")); err != nil || len(ents) == 0 {
 				c.errorf("the image cache's pip/ is empty, although pip filled /tmp/pip in a hook (sysprep's finalise.d/98 empties /tmp through the bind mount)")
 			}
 			for p := range c.tree {
@@ -821,11 +821,7 @@ type confResult struct {
 
 func TestConformanceDIBElements(t *testing.T) {
 	needE2EOwnLane(t)
-	// Its own image cache, beside its outputs and fixtures: the shared
-	// lane's leak checks look at the shared one's containers.
-	for _, d := range []string{confCache(), confOutBase(), filepath.Join(cacheDir, "conformance-fixtures")} {
-		ownRoot(d)
-	}
+	ownLaneDirs(confOutBase(), filepath.Join(cacheDir, "conformance-fixtures"))
 	lib := confDIBLibrary(t)
 	if len(lib) != len(confTable) {
 		t.Fatalf("DIB's library has %d elements, the table %d: TestConformanceTableCoversDIBLibrary says which", len(lib), len(confTable))
@@ -886,7 +882,7 @@ func confRunBatch(t *testing.T, fix *confFix, b confBatch, elems []string, resul
 		}
 	}
 	args := append([]string{"image"}, all...)
-	args = append(args, "-t", b.types, "-o", filepath.Join(out, name), "--image-cache", confCache())
+	args = append(args, "-t", b.types, "-o", filepath.Join(out, name), "--image-cache", ownLaneCache())
 	started := time.Now()
 	r := runBuilder(t, withTimeout(t, 40*time.Minute), append(env, "TMP_DIR="+confOutDir(t, b.name+".tmp")), args...)
 	t.Logf("build %s: %s (exit %d)", b.name, time.Since(started).Round(time.Second), r.code)
@@ -929,7 +925,7 @@ func confRunBatch(t *testing.T, fix *confFix, b confBatch, elems []string, resul
 func confRunFailing(t *testing.T, fix *confFix, b *confFailBuild, results map[string]confResult) {
 	out := confOutDir(t, b.name)
 	args := append([]string{"image"}, b.args()...)
-	args = append(args, "-t", "tar", "-o", filepath.Join(out, "conf-fail"), "--image-cache", confCache())
+	args = append(args, "-t", "tar", "-o", filepath.Join(out, "conf-fail"), "--image-cache", ownLaneCache())
 	started := time.Now()
 	r := runBuilder(t, withTimeout(t, 30*time.Minute), append(fix.env(), "TMP_DIR="+confOutDir(t, b.name+".tmp")), args...)
 	t.Logf("build %s: %s (exit %d)", b.name, time.Since(started).Round(time.Second), r.code)
@@ -961,9 +957,6 @@ func confOutBase() string {
 	}
 	return filepath.Join(cacheDir, "conformance-out")
 }
-
-// confCache is the conformance builds' image cache (--image-cache).
-func confCache() string { return filepath.Join(cacheDir, "conformance-cache") }
 
 // confOutDir is where a build writes (and NAME.tmp its TMP_DIR):
 // $BUILDER_CONFORMANCE_OUT/NAME to keep the outputs for a look, else a

@@ -184,11 +184,12 @@ func TestDebianVMBuildsAndBoots(t *testing.T) {
 // The second command of the issue: several types at once, -p packages
 // (comma lists, repeatable), a fixed size, checksums.
 func TestTypesPackagesSizeChecksum(t *testing.T) {
-	needE2E(t)
+	needE2EOwnLane(t)
 	out, tmp := t.TempDir(), t.TempDir()
+	ownLaneDirs(out, tmp)
 	r := runBuilder(t, withTimeout(t, 30*time.Minute), []string{"TMP_DIR=" + tmp},
 		"image", "-t", "qcow2,raw", "-p", "vim,less", "-p", "tree", "--image-size", "4", "--checksum",
-		"-o", filepath.Join(out, "web"), "--image-cache", cacheDir, "debian", "vm")
+		"-o", filepath.Join(out, "web"), "--image-cache", ownLaneCache(), "debian", "vm")
 	if r.code != 0 {
 		t.Fatalf("build failed")
 	}
@@ -219,7 +220,7 @@ func TestTypesPackagesSizeChecksum(t *testing.T) {
 	if !strings.Contains(r.stdout, "builder-packages.d/50-install-packages") {
 		t.Errorf("no progress line for the -p packages step")
 	}
-	if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
+	if l := leftovers(t, tmp, ownLaneCache()); len(l) > 0 {
 		t.Errorf("left behind: %v", l)
 	}
 }

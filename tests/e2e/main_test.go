@@ -94,7 +94,23 @@ func needE2EOwnLane(t *testing.T) {
 	if os.Geteuid() != 0 {
 		testreq.Missing(t, "end-to-end tests run as root (see tests/rootless for the rootless path)")
 	}
+	ownLaneTests.Store(t.Name(), true)
 	ownLane.enter(t)
+}
+
+// ownLaneTests are the tests of the own lane, by name.
+var ownLaneTests sync.Map
+
+// ownLaneCache is the image cache the own lane's tests share (one at a
+// time): the shared lane's checks look at the shared cache's containers.
+func ownLaneCache() string { return filepath.Join(cacheDir, "own-lane") }
+
+// ownLaneDirs registers a test's directories, and the own lane's cache,
+// as own roots.
+func ownLaneDirs(dirs ...string) {
+	for _, d := range append(dirs, ownLaneCache()) {
+		ownRoot(d)
+	}
 }
 
 // The end-to-end tests run in two lanes side by side, one test at a time
@@ -258,9 +274,18 @@ func withTimeout(t *testing.T, d time.Duration) context.Context {
 }
 
 // leftovers lists what a build may leak: working containers, mounts under
-// the given directories, and files in the temp dir.
+// the given directories, and files in the temp dir. For a test of the own
+// lane, only what is its own: the shared lane's builds and boots run
+// beside it, and what an own-lane build leaves on tmpfs or running once it
+// ended, the shared lane's checks find (as no live run of the own lane
+// names it).
 func leftovers(t *testing.T, tmpDir string, dirs ...string) []string {
 	t.Helper()
+	_, own := ownLaneTests.Load(t.Name())
+	store := cacheDir
+	if own {
+		store = ownLaneCache()
+	}
 	var found []string
 	data, _ := os.ReadFile("/proc/self/mountinfo")
 	for _, line := range strings.Split(string(data), "\n") {
@@ -269,7 +294,7 @@ func leftovers(t *testing.T, tmpDir string, dirs ...string) []string {
 			continue
 		}
 		for _, d := range append(dirs, tmpDir) {
-			if strings.HasPrefix(f[4], d+"/") && !underOwnRoot(f[4]) {
+			if strings.HasPrefix(f[4], d+"/") && (own || !underOwnRoot(f[4])) {
 				found = append(found, "mount "+f[4])
 			}
 		}
@@ -279,14 +304,17 @@ func leftovers(t *testing.T, tmpDir string, dirs ...string) []string {
 		found = append(found, "temp "+filepath.Join(tmpDir, e.Name()))
 	}
 	// Scratch data on tmpfs (bootstrap tree, raw disk).
-	for _, d := range scratchDirs() {
-		found = append(found, "scratch "+d)
-	}
-	cs, err := filepath.Glob(filepath.Join(cacheDir, "builder", "containers", "storage-*", "overlay-containers", "*", "userdata"))
+	cs, err := filepath.Glob(filepath.Join(store, "builder", "containers", "storage-*", "overlay-containers", "*", "userdata"))
 	if err == nil {
 		for _, c := range cs {
 			found = append(found, "container "+filepath.Base(filepath.Dir(c)))
 		}
+	}
+	if own {
+		return found
+	}
+	for _, d := range scratchDirs() {
+		found = append(found, "scratch "+d)
 	}
 	found = append(found, hookProcesses()...)
 	if out, _ := exec.Command("pgrep", "-a", "qemu-system").Output(); len(bytes.TrimSpace(out)) > 0 {

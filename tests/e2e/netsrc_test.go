@@ -19,7 +19,7 @@ import (
 // DIB_OFFLINE builds from the cache and fails clearly on a ref it lacks,
 // and damaged cache entries are fetched again.
 func TestNetworkSources(t *testing.T) {
-	needE2E(t)
+	needE2EOwnLane(t)
 	ctx := withTimeout(t, 60*time.Minute)
 
 	gs := startGitServer(t)
@@ -45,7 +45,7 @@ func TestNetworkSources(t *testing.T) {
 
 	// This test's entries in the shared source cache (their names carry
 	// this run's ports) are removed at the end.
-	srcCache := filepath.Join(cacheDir, "source-repositories")
+	srcCache := filepath.Join(ownLaneCache(), "source-repositories")
 	before := map[string]bool{}
 	if ents, err := os.ReadDir(srcCache); err == nil {
 		for _, e := range ents {
@@ -62,6 +62,7 @@ func TestNetworkSources(t *testing.T) {
 	})
 
 	out, tmp := t.TempDir(), t.TempDir()
+	ownLaneDirs(out, tmp)
 	env := []string{"TMP_DIR=" + tmp, "ELEMENTS_PATH=" + testElements(t),
 		"NETSRC_GIT=" + gs.URL, "NETSRC_HTTP=" + web.URL,
 		"DIB_REPOREF_netsrc_tagged=v1.0",
@@ -73,7 +74,7 @@ func TestNetworkSources(t *testing.T) {
 	build := func(verbose bool, extra ...string) (result, string) {
 		n++
 		name := filepath.Join(out, "img"+string(rune('0'+n)))
-		args := []string{"image", "debian", "vm", "netsrc", "-o", name, "--image-cache", cacheDir}
+		args := []string{"image", "debian", "vm", "netsrc", "-o", name, "--image-cache", ownLaneCache()}
 		if verbose {
 			args = append(args, "-v")
 		}

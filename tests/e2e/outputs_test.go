@@ -15,12 +15,13 @@ import (
 // Every output type from one build, each checked with the tool its
 // consumers use.
 func TestEveryOutputType(t *testing.T) {
-	needE2E(t)
+	needE2EOwnLane(t)
 	out, tmp := t.TempDir(), t.TempDir()
+	ownLaneDirs(out, tmp)
 	target := "localhost/builder-e2e:outputs"
 	r := runBuilder(t, withTimeout(t, 30*time.Minute), []string{"TMP_DIR=" + tmp},
 		"image", "-t", "qcow2,raw,vhd,vhdx,vmdk,vdi,tar,tgz,squashfs,docker", "--docker-target", target,
-		"-o", filepath.Join(out, "all"), "--image-cache", cacheDir, "debian-minimal", "vm")
+		"-o", filepath.Join(out, "all"), "--image-cache", ownLaneCache(), "debian-minimal", "vm")
 	if r.code != 0 {
 		t.Fatalf("build failed")
 	}
@@ -71,7 +72,7 @@ func TestEveryOutputType(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(mnt, "etc", "os-release")); err != nil {
 		t.Errorf("the container image lacks the root filesystem: %v", err)
 	}
-	if l := leftovers(t, tmp, cacheDir); len(l) > 0 {
+	if l := leftovers(t, tmp, ownLaneCache()); len(l) > 0 {
 		t.Errorf("left behind: %v", l)
 	}
 }
