@@ -432,6 +432,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 	// outputs again, without laying out and converting (reuse.go).
 	reuseKey := plan.reuseKey(req, final, outs)
 	reused := false
+	var kept *reuseRecord
 	if rec, ok := plan.reusable(req, reuseKey, outs); ok && !req.NoCache {
 		rt := rep.Phase("outputs reused", "same image and output options as the last build of "+filepath.Base(imageName(req)))
 		if err := rec.place(plan.reuseDir(req), outs); err != nil {
@@ -443,7 +444,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 			}
 		} else {
 			rt.Done("")
-			reused, disk = true, rec.Disk
+			reused, disk, kept = true, rec.Disk, rec
 		}
 	}
 	if !reused && plan.epoch > 0 {
@@ -467,10 +468,17 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 	}
 	// The bill of materials reads the final tree while the disk is made.
 	// Reused outputs keep the one written with them (reading the tree
-	// would take seconds an unchanged rebuild does not have).
+	// would take seconds an unchanged rebuild does not have), and when
+	// they go somewhere new they are described from the tree's reading
+	// kept with them.
 	var sb *sbomJob
 	if _, err := os.Stat(absOutput(req) + ".spdx.json"); !reused || err != nil {
-		sb = startSBOM(ctx, root, req)
+		if reused {
+			sb = keptSBOM(req, kept.scan(plan.reuseDir(req)))
+		}
+		if sb == nil {
+			sb = startSBOM(ctx, root, req)
+		}
 	}
 	defer sb.stop()
 	rawPath := ""
@@ -548,7 +556,7 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		ct.Done("")
 	}
 	if !reused && len(outs) > 0 {
-		if err := plan.keep(req, reuseKey, outs, disk); err != nil {
+		if err := plan.keep(req, reuseKey, outs, disk, sb.result()); err != nil {
 			rep.Note("note: outputs are not kept for reuse: %v", err)
 		}
 	}

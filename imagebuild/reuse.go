@@ -1,6 +1,8 @@
 package imagebuild
 
 import (
+	"bufio"
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,6 +20,7 @@ import (
 	"builder/assemble"
 	"builder/internal/version"
 	"builder/rootfs"
+	"builder/sbom"
 )
 
 // Outputs are reused when a build ends with the image the last build of
@@ -33,6 +36,10 @@ type reuseRecord struct {
 	Key   string         `json:"key"`
 	Files []reuseFile    `json:"files"`
 	Disk  *assemble.Disk `json:"disk,omitempty"`
+	// Scan is the file holding the SBOM's reading of the image's tree
+	// (sbom.Scan.Encode): the same image described where the outputs go
+	// now, without reading the tree again.
+	Scan string `json:"scan,omitempty"`
 }
 
 type reuseFile struct {
@@ -123,6 +130,24 @@ func (p *plan) reusable(req Request, key string, outs []output) (*reuseRecord, b
 	return &rec, true
 }
 
+// scan reads the kept reading of the image's tree; nil when there is none
+// or it cannot be read (the tree is read again).
+func (rec *reuseRecord) scan(dir string) *sbom.Scan {
+	if rec == nil || rec.Scan == "" {
+		return nil
+	}
+	f, err := os.Open(filepath.Join(dir, rec.Scan))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	s, err := sbom.DecodeScan(bufio.NewReader(f))
+	if err != nil {
+		return nil
+	}
+	return s
+}
+
 // place links the kept files to the outputs' temporary paths.
 func (rec *reuseRecord) place(dir string, outs []output) error {
 	for _, o := range outs {
@@ -140,7 +165,7 @@ func (rec *reuseRecord) place(dir string, outs []output) error {
 
 // keep records this build's outputs for reuse. It is best effort: an
 // error only means the next build writes its outputs again.
-func (p *plan) keep(req Request, key string, outs []output, disk *assemble.Disk) error {
+func (p *plan) keep(req Request, key string, outs []output, disk *assemble.Disk, scan *sbom.Scan) error {
 	dir := p.reuseDir(req)
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
@@ -172,6 +197,16 @@ func (p *plan) keep(req Request, key string, outs []output, disk *assemble.Disk)
 			}
 			rec.Files = append(rec.Files, reuseFile{Type: o.Type, Ext: ext, Name: name, Size: st.Size, Inode: st.Ino, MtimeNs: st.Mtim.Nano()})
 		}
+	}
+	if scan != nil {
+		var buf bytes.Buffer
+		if err := scan.Encode(&buf); err != nil {
+			return fail(err)
+		}
+		if err := os.WriteFile(filepath.Join(tmp, "scan.gob"), buf.Bytes(), 0o644); err != nil {
+			return fail(err)
+		}
+		rec.Scan = "scan.gob"
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {

@@ -34,6 +34,7 @@ type sbomJob struct {
 	err     error
 	started time.Time
 	took    time.Duration
+	kept    bool // the scan kept with reused outputs, not read now
 }
 
 // startSBOM starts reading the image's package databases and files from
@@ -52,6 +53,29 @@ func startSBOM(ctx context.Context, root string, req Request) *sbomJob {
 		j.took = time.Since(j.started)
 	}()
 	return j
+}
+
+// keptSBOM is the job for reused outputs written somewhere new: the scan
+// kept with them describes the same tree.
+func keptSBOM(req Request, scan *sbom.Scan) *sbomJob {
+	if !req.SBOM || scan == nil {
+		return nil
+	}
+	done := make(chan struct{})
+	close(done)
+	return &sbomJob{cancel: func() {}, done: done, scan: scan, kept: true}
+}
+
+// result waits for the scan and returns it, nil if it failed.
+func (j *sbomJob) result() *sbom.Scan {
+	if j == nil {
+		return nil
+	}
+	<-j.done
+	if j.err != nil || j.kept {
+		return nil
+	}
+	return j.scan
 }
 
 // stop ends the scan (on a failed build) and waits for it: the tree it
@@ -137,8 +161,11 @@ func (j *sbomJob) write(ctx context.Context, req Request, rep *progress.Reporter
 	if fi, err := os.Stat(final); err == nil && stamp == "" {
 		stamp = fi.ModTime().Format("2006.01.02-15.04.05")
 	}
-	t.Done(fmt.Sprintf("%d packages, %d files, %d elements (tree read in %s beside the assembly)",
-		len(j.scan.Packages), len(j.scan.Files), len(in.Elements), j.took.Round(10*time.Millisecond)))
+	how := fmt.Sprintf("tree read in %s beside the assembly", j.took.Round(10*time.Millisecond))
+	if j.kept {
+		how = "tree as read when the reused outputs were made"
+	}
+	t.Done(fmt.Sprintf("%d packages, %d files, %d elements (%s)", len(j.scan.Packages), len(j.scan.Files), len(in.Elements), how))
 
 	return func() error {
 		inv := sbom.InventoryPath(final)

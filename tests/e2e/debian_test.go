@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"builder/sbom"
 )
 
 // bootReport is the part of `builder boot-test --report` the tests read.
@@ -121,6 +124,32 @@ func TestDebianVMBuildsAndBoots(t *testing.T) {
 		t.Errorf("an unchanged rebuild kept a dated copy: %v", olds)
 	}
 	t.Logf("cold build %s, rebuild %s", cold.Round(time.Second), warm.Round(time.Second))
+
+	// Nothing changed, the outputs go somewhere new (a CI job's fresh
+	// workspace): reused, and described by the tree's reading kept with
+	// them, the same packages and files as the first build's.
+	elsewhere := t.TempDir()
+	rElse := runBuilder(t, ctx, env, "image", "debian", "vm", "-o", filepath.Join(elsewhere, "debian"), "--image-cache", cacheDir)
+	if rElse.code != 0 {
+		t.Fatalf("rebuild into another directory failed")
+	}
+	if !strings.Contains(rElse.stdout, "outputs reused") || !strings.Contains(rElse.stdout, "tree as read when the reused outputs were made") {
+		t.Errorf("a rebuild into another directory did not reuse the outputs and the tree's reading:\n%s", rElse.stdout)
+	}
+	if fileDigest(t, filepath.Join(elsewhere, "debian.qcow2")) != firstDigest {
+		t.Errorf("the output reused elsewhere differs from the first build's")
+	}
+	if a, b := fileDigest(t, filepath.Join(out, "debian.d", "files.json")), fileDigest(t, filepath.Join(elsewhere, "debian.d", "files.json")); a != b {
+		t.Errorf("the file inventory written with the reused outputs differs from the first build's")
+	}
+	d1, err1 := sbom.Read(filepath.Join(out, "debian.spdx.json"))
+	d3, errElse := sbom.Read(filepath.Join(elsewhere, "debian.spdx.json"))
+	if err1 != nil || errElse != nil {
+		t.Fatalf("reading the SBOMs: %v, %v", err1, errElse)
+	}
+	if p1, p3 := fmt.Sprint(d1.Packages()), fmt.Sprint(d3.Packages()); p1 != p3 || len(d1.Packages()) < 100 {
+		t.Errorf("the SBOM written with the reused outputs lists other packages (%d, first build %d)", len(d3.Packages()), len(d1.Packages()))
+	}
 
 	report := filepath.Join(out, "boot.json")
 	console := filepath.Join(out, "console.log")
