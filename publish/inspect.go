@@ -7,6 +7,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"crypto/sha512"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -40,6 +41,9 @@ type LocalImage struct {
 	Firmware   string
 	// From the image's os-release, when it could be read.
 	OSDistro, OSVersion, OSName string
+	// Arch is the architecture the root filesystem's programs are built
+	// for, in builder's names (amd64, arm64, ...); "" when not read.
+	Arch string
 	// SBOMDigest is the sha256 of the bill of materials builder wrote
 	// beside the image (NAME.spdx.json), when there is one.
 	SBOMDigest string
@@ -120,11 +124,12 @@ func Inspect(ctx context.Context, path string, o InspectOptions) (*LocalImage, [
 
 	if !o.SkipOS {
 		if root, ok := pt.Root(); ok {
-			osr, err := readOSRelease(ctx, o, li, root)
+			osr, arch, err := readRoot(ctx, o, li, root)
 			if err != nil {
 				warnings = append(warnings, fmt.Sprintf("could not read os-release from %s: %v (set --os-distro and --os-version)", path, err))
 			} else {
 				li.OSDistro, li.OSVersion, li.OSName = osDistro(osr["ID"]), firstOf(osr["VERSION_ID"], osr["VERSION_CODENAME"]), osr["PRETTY_NAME"]
+				li.Arch = arch
 			}
 		}
 	}
@@ -227,13 +232,14 @@ func hasFilesystem(head []byte) bool {
 	return len(head) >= 1082 && head[1080] == 0x53 && head[1081] == 0xef
 }
 
-// readOSRelease reads /usr/lib/os-release (or /etc/os-release) from the
-// root filesystem with debugfs, without mounting anything. A raw image is
-// read in place; other formats get their root partition copied to a sparse
-// temporary raw file first.
-func readOSRelease(ctx context.Context, o InspectOptions, li *LocalImage, root Partition) (map[string]string, error) {
+// readRoot reads /usr/lib/os-release (or /etc/os-release) and the
+// architecture of its programs (archOfRoot) from the root filesystem with
+// debugfs, without mounting anything. A raw image is read in place; other
+// formats get their root partition copied to a sparse temporary raw file
+// first.
+func readRoot(ctx context.Context, o InspectOptions, li *LocalImage, root Partition) (osr map[string]string, arch string, err error) {
 	if _, err := exec.LookPath("debugfs"); err != nil {
-		return nil, errors.New("debugfs (e2fsprogs) is not installed")
+		return nil, "", errors.New("debugfs (e2fsprogs) is not installed")
 	}
 	dev := fmt.Sprintf("%s?offset=%d", li.Path, root.Offset)
 	if li.Format != "raw" {
@@ -243,14 +249,14 @@ func readOSRelease(ctx context.Context, o InspectOptions, li *LocalImage, root P
 		}
 		tmp, err := os.CreateTemp(dir, "builder-root-*.raw")
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		tmp.Close()
 		defer os.Remove(tmp.Name())
 		opts := fmt.Sprintf("driver=raw,offset=%d,size=%d,file.driver=%s,file.file.driver=file,file.file.filename=%s",
 			root.Offset, root.Size, li.Format, strings.ReplaceAll(li.Path, ",", ",,"))
 		if _, err := run(ctx, o.QemuImg, "convert", "-U", "-O", "raw", "--image-opts", opts, tmp.Name()); err != nil {
-			return nil, fmt.Errorf("copy the root partition: %w", err)
+			return nil, "", fmt.Errorf("copy the root partition: %w", err)
 		}
 		dev = tmp.Name()
 	}
@@ -260,10 +266,87 @@ func readOSRelease(ctx context.Context, o InspectOptions, li *LocalImage, root P
 			continue
 		}
 		if m := parseOSRelease(out); m["ID"] != "" {
-			return m, nil
+			osr = m
+			break
 		}
 	}
-	return nil, errors.New("no os-release with an ID in the root filesystem (not ext2/3/4, or not a Linux root)")
+	if osr == nil {
+		return nil, "", errors.New("no os-release with an ID in the root filesystem (not ext2/3/4, or not a Linux root)")
+	}
+	return osr, archOfRoot(ctx, dev), nil
+}
+
+// archOfRoot reads the architecture from the ELF header of a program every
+// Linux root has; "" when none can be read.
+func archOfRoot(ctx context.Context, dev string) string {
+	for _, p := range []string{"/usr/bin/ls", "/bin/ls", "/usr/bin/env"} {
+		out, err := run(ctx, "debugfs", "-R", "cat "+p, dev)
+		if err != nil {
+			continue
+		}
+		if a := elfArch(out); a != "" {
+			return a
+		}
+	}
+	return ""
+}
+
+// elfArch maps an ELF header's machine (and class and byte order) to
+// builder's (Debian's) architecture name.
+func elfArch(h []byte) string {
+	if len(h) < 20 || !bytes.HasPrefix(h, []byte("\x7fELF")) {
+		return ""
+	}
+	class64, little := h[4] == 2, h[5] == 1
+	m := binary.BigEndian.Uint16(h[18:20])
+	if little {
+		m = binary.LittleEndian.Uint16(h[18:20])
+	}
+	switch {
+	case m == 0x3e:
+		return "amd64"
+	case m == 0xb7:
+		return "arm64"
+	case m == 0x03:
+		return "i386"
+	case m == 0x28:
+		return "armhf"
+	case m == 0x15 && class64 && little:
+		return "ppc64el"
+	case m == 0x15 && class64:
+		return "ppc64"
+	case m == 0x16:
+		return "s390x"
+	case m == 0xf3 && class64:
+		return "riscv64"
+	}
+	return ""
+}
+
+// DetectArch reads the architecture of a disk image's root filesystem
+// (as Inspect does, without hashing the file): "" when it cannot be read.
+func DetectArch(ctx context.Context, path string, o InspectOptions) (string, error) {
+	if o.QemuImg == "" {
+		o.QemuImg = "qemu-img"
+	}
+	info, err := qemuInfo(ctx, o.QemuImg, path)
+	if err != nil {
+		return "", err
+	}
+	head, err := readHead(ctx, o.QemuImg, path, info.Format, info.VirtualSize)
+	if err != nil {
+		return "", err
+	}
+	pt, err := ParsePartitionTable(head)
+	if err != nil {
+		return "", err
+	}
+	root, ok := pt.Root()
+	if !ok {
+		return "", errors.New("no root partition found")
+	}
+	_, arch, err := readRoot(ctx, o, &LocalImage{Path: path, Format: info.Format}, root)
+	return arch, err
 }
 
 func parseOSRelease(b []byte) map[string]string {

@@ -31,6 +31,7 @@ const (
 	gptESP       = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 	gptBIOSBoot  = "21686148-6449-6e6f-744e-656564454649"
 	gptRootAMD64 = "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
+	gptRootARM64 = "b921b045-1df0-41c3-af44-4c6f280d3fae"
 	gptLinuxData = "0fc63daf-8483-4772-8e79-3d69d8477de4"
 )
 
@@ -111,7 +112,7 @@ func (pt PartitionTable) Root() (Partition, bool) {
 	var best Partition
 	found := false
 	for _, p := range pt.Partitions {
-		if p.Type == gptRootAMD64 {
+		if p.Type == gptRootAMD64 || p.Type == gptRootARM64 {
 			return p, true
 		}
 		if (p.Type == gptLinuxData || p.Type == "mbr:83") && p.Size > best.Size {

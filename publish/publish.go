@@ -776,6 +776,10 @@ func (p *publisher) properties() map[string]string {
 	if p.li.Firmware == "uefi" {
 		set("hw_firmware_type", "uefi")
 	}
+	// Nova schedules an image only on hosts of its architecture.
+	if a, ok := glanceArch[p.li.Arch]; ok {
+		set("architecture", a)
+	}
 	if f := p.req.Meta.Firmware; f != nil {
 		for k, v := range FirmwareProperties(*f) {
 			set(k, v)

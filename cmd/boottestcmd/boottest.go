@@ -37,6 +37,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"builder/boottest"
+	"builder/publish"
 )
 
 // ExitError carries the process exit code of a failed boot-test. Its
@@ -68,7 +69,7 @@ type Options struct {
 	Ready            string
 	Firmware         string // "" is bios, or uefi with SecureBoot or arm64
 	SecureBoot       bool
-	Arch             string
+	Arch             string // "": read from the image (amd64 when it cannot be)
 	Accel            string
 	Timeout          time.Duration
 	KVMProbe         time.Duration
@@ -93,7 +94,6 @@ type Options struct {
 func NewOptions() *Options {
 	return &Options{
 		Accel:      "auto",
-		Arch:       "amd64",
 		Timeout:    boottest.DefaultTimeout,
 		KVMProbe:   boottest.DefaultKVMProbe,
 		Grow:       "2G",
@@ -183,7 +183,7 @@ Exit status: 0 pass, 1 fail, 2 bad usage.`,
 	f.StringVar(&opts.Ready, "ready", opts.Ready, "what a ramdisk boot waits for: marker (its \"builder-ramdisk: ready\" line, or DIB's \"network ready\") or login (a login prompt)")
 	f.StringVar(&opts.Firmware, "firmware", opts.Firmware, "firmware: bios (SeaBIOS) or uefi (OVMF); default bios, uefi with --secure-boot or -a arm64")
 	f.BoolVar(&opts.SecureBoot, "secure-boot", false, "boot with OVMF's Secure Boot firmware and Microsoft's keys (q35, SMM); pass only when the guest reports Secure Boot enabled")
-	f.StringVarP(&opts.Arch, "arch", "a", opts.Arch, "the image's architecture: amd64, or arm64 (qemu-system-aarch64 with AAVMF, emulated)")
+	f.StringVarP(&opts.Arch, "arch", "a", opts.Arch, "the image's architecture: amd64, or arm64 (qemu-system-aarch64 with AAVMF, emulated); default: read from the image's programs, else amd64")
 	f.StringVar(&opts.Accel, "accel", opts.Accel, "accelerator: auto (KVM if it works, else TCG), kvm or tcg")
 	f.DurationVar(&opts.Timeout, "timeout", opts.Timeout, "limit for the whole boot test")
 	f.DurationVar(&opts.KVMProbe, "kvm-probe", opts.KVMProbe, "time KVM gets to start the guest kernel before falling back to TCG")
@@ -273,6 +273,17 @@ func Run(ctx context.Context, opts *Options) error {
 			return usage("%v", err)
 		}
 		keys = append(keys, k...)
+	}
+
+	if opts.Arch == "" && !ramdisk {
+		// An arm64 image boots in qemu-system-aarch64 without being told;
+		// one whose programs cannot be read boots as amd64, as before.
+		if arch, err := publish.DetectArch(ctx, opts.Image, publish.InspectOptions{}); err == nil && arch != "" {
+			if arch != "amd64" {
+				fmt.Fprintf(errOut, "boot-test: %s image (read from its programs; -a says otherwise)\n", arch)
+			}
+			opts.Arch = arch
+		}
 	}
 
 	spec := boottest.Spec{

@@ -46,7 +46,7 @@ func TestFlagsToOptions(t *testing.T) {
 	if !reflect.DeepEqual(o, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", o, want)
 	}
-	if o.Firmware != "" || o.Arch != "amd64" || o.SecureBoot || o.Accel != "auto" || o.Timeout != 600*time.Second || o.KVMProbe != 20*time.Second ||
+	if o.Firmware != "" || o.Arch != "" || o.SecureBoot || o.Accel != "auto" || o.Timeout != 600*time.Second || o.KVMProbe != 20*time.Second ||
 		o.Grow != "2G" || o.Memory != 1024 || o.User != "builder" || !o.ExpectGrow || o.ExpectCmdline != "" {
 		t.Errorf("defaults differ from the documented ones: %+v", o)
 	}

@@ -285,7 +285,9 @@ func Run(ctx context.Context, o *Options) (err error) {
 // A pass is remembered by the image's content in passDir: the same bytes
 // are not booted again.
 func BootTest(ctx context.Context, li *publish.LocalImage, firmware string, secureBoot bool, timeout time.Duration, passDir string, progress io.Writer) error {
-	spec := boottest.Spec{Image: li.Path, Firmware: boottest.FirmwareFor(firmware, li.Firmware, secureBoot), SecureBoot: secureBoot, Timeout: timeout, Progress: progress}
+	// An image of another architecture (read from its programs) boots in
+	// that architecture's QEMU.
+	spec := boottest.Spec{Image: li.Path, Firmware: boottest.FirmwareFor(firmware, li.Firmware, secureBoot), SecureBoot: secureBoot, Arch: li.Arch, Timeout: timeout, Progress: progress}
 	verdict := boottest.Conditions(spec)
 	if p, ok := boottest.PassedBefore(passDir, li.SHA512, verdict, version.Version()); ok {
 		fmt.Fprintf(progress, "publish: boot test passed before for this very file (%s): %s\n", p.At.Format(time.RFC3339), p.Summary)

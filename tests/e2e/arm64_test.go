@@ -62,10 +62,14 @@ func TestArm64DebianVMBuildsAndBoots(t *testing.T) {
 
 	report := filepath.Join(out, "boot.json")
 	start = time.Now()
-	br := runBuilder(t, ctx, nil, "boot-test", "-a", "arm64", img, "--report", report, "--require-cloud-init",
+	// No -a: boot-test reads the architecture from the image's programs.
+	br := runBuilder(t, ctx, nil, "boot-test", img, "--report", report, "--require-cloud-init",
 		"--expect-cmdline", "console=ttyAMA0,115200", "--timeout", "60m")
 	boot := time.Since(start)
 	rep := readBootReport(t, report, br.code)
+	if !strings.Contains(br.stderr, "arm64 image (read from its programs") {
+		t.Errorf("boot-test did not say it read arm64 from the image")
+	}
 	bootedWithCloudInit(t, rep)
 	var a struct {
 		Arch string `json:"arch"`

@@ -22,6 +22,7 @@ type bootReport struct {
 	Reason    string  `json:"reason"`
 	Seconds   float64 `json:"seconds"`
 	Accel     string  `json:"accel"`
+	Arch      string  `json:"arch"`
 	LoginSeen bool    `json:"login_seen"`
 	CloudInit struct {
 		Present  bool `json:"present"`
@@ -158,6 +159,9 @@ func TestDebianVMBuildsAndBoots(t *testing.T) {
 		"--expect-cmdline", "console=tty0 console=ttyS0,115200", "--require-cloud-init", "--timeout", "15m")
 	rep := readBootReport(t, report, br.code)
 	bootedWithCloudInit(t, rep)
+	if strings.Contains(br.stderr, "read from its programs") || rep.Arch != "amd64" {
+		t.Errorf("boot-test took an amd64 image for another architecture (report arch %q)", rep.Arch)
+	}
 	if fileDigest(t, img) != before {
 		t.Errorf("boot-test changed the image (it must boot a copy-on-write overlay)")
 	}
