@@ -90,7 +90,7 @@ func (c *Cloud) acquireLease(ctx context.Context, name, holder string, t leaseTi
 			topImg = &gens[len(gens)-1]
 			top, _ = strconv.Atoi(prop(*topImg, PropLeaseGen))
 		}
-		if topImg != nil && prop(*topImg, PropLeaseState) != "released" && !leaseStale(*topImg, t.TTL) && !deadHere(prop(*topImg, PropLeaseHolder), holder) {
+		if topImg != nil && prop(*topImg, PropLeaseState) != "released" && !leaseStale(*topImg, t.TTL) && !heldByNoOne(prop(*topImg, PropLeaseHolder), holder) {
 			if !told && busy != nil {
 				busy(prop(*topImg, PropLeaseHolder))
 				told = true
@@ -237,6 +237,9 @@ func (l *lease) release(ctx context.Context) error {
 		l.stop()
 		<-l.done
 	}
+	// Should Glance not hear of it (it is down), the lease is still
+	// nobody's from now on: a later publish in this process takes it.
+	givenUp.Store(l.holder, true)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), callTimeout)
 	defer cancel()
 	_, err := l.c.update(ctx, l.id, images.UpdateOpts{images.UpdateImageProperty{Op: images.ReplaceOp, Name: PropLeaseState, Value: "released"}})
@@ -255,6 +258,22 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// givenUp holds the holders (one per publish) of leases this process has
+// released, whether Glance recorded it or not.
+var givenUp sync.Map
+
+// heldByNoOne says whether a lease's recorded holder no longer holds it
+// although the record does not say released: it died on this host, or it
+// was a publish of this process that gave it up while Glance could not
+// hear it (a pipeline, or a caller of this package, publishing again
+// after Glance came back).
+func heldByNoOne(theirs, ours string) bool {
+	if _, ok := givenUp.Load(theirs); ok {
+		return true
+	}
+	return deadHere(theirs, ours)
 }
 
 // deadHere says whether a lease's holder ran on this host (as holder

@@ -28,6 +28,7 @@ type result struct {
 	name    string
 	elapsed float64
 	output  []string
+	sub     bool // a subtest
 }
 
 func main() {
@@ -65,7 +66,7 @@ func run(in io.Reader, out io.Writer) int {
 				}
 				continue
 			}
-			r := result{name: shortPkg(e.Package) + "." + e.Test, elapsed: e.Elapsed, output: outputs[key]}
+			r := result{name: shortPkg(e.Package) + "." + e.Test, elapsed: e.Elapsed, output: outputs[key], sub: strings.Contains(e.Test, "/")}
 			delete(outputs, key)
 			switch e.Action {
 			case "pass":
@@ -98,7 +99,7 @@ func run(in io.Reader, out io.Writer) int {
 	// Where CI's time went: the slowest tests (not subtests) and packages.
 	var top []result
 	for _, r := range append(append([]result(nil), passed...), failed...) {
-		if !strings.Contains(r.name, "/") {
+		if !r.sub {
 			top = append(top, r)
 		}
 	}

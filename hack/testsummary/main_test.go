@@ -17,14 +17,15 @@ func TestSummaryCountsAndReasons(t *testing.T) {
 		`{"Action":"skip","Package":"builder/a","Test":"TestSkip"}`,
 		`{"Action":"fail","Package":"builder/a","Test":"TestBad","Elapsed":3}`,
 		`{"Action":"pass","Package":"builder/a","Test":"TestBad/sub","Elapsed":2}`,
+		`{"Action":"pass","Package":"builder/tests/e2e","Test":"TestLong","Elapsed":700}`,
 		`{"Action":"fail","Package":"builder/a","Elapsed":5}`,
 		`{"Action":"fail","Package":"builder/b"}`,
 	}, "\n")
 	var out strings.Builder
 	code := run(strings.NewReader(in), &out)
 	s := out.String()
-	for _, want := range []string{"run 3 (passed 2, failed 1), skipped 1", "a.TestSkip: missing prerequisite: podman is not installed", "a.TestBad (3 s)", "outside a test (build error, panic, TestMain): builder/b",
-		"slowest tests (a parallel test's time includes its wait for a turn):\n       3 s  a.TestBad\n       0 s  a.TestOK\n", "packages:\n       5 s  a\n"} {
+	for _, want := range []string{"run 4 (passed 3, failed 1), skipped 1", "a.TestSkip: missing prerequisite: podman is not installed", "a.TestBad (3 s)", "outside a test (build error, panic, TestMain): builder/b",
+		"slowest tests (a parallel test's time includes its wait for a turn):\n     700 s  tests/e2e.TestLong\n       3 s  a.TestBad\n       0 s  a.TestOK\n", "packages:\n       5 s  a\n"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("summary lacks %q:\n%s", want, s)
 		}
