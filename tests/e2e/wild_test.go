@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -87,6 +88,9 @@ func gitFixture(t *testing.T) string {
 	l.Close()
 	cmd := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1",
 		fmt.Sprintf("--port=%d", port), "--base-path="+base, base)
+	// Its own process group: git runs git-daemon as a child, which killing
+	// git alone would leave running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("git daemon (Debian's git package): %v", err)
 	}
@@ -98,7 +102,8 @@ func gitFixture(t *testing.T) string {
 			break
 		}
 		if time.Now().After(deadline) {
-			cmd.Process.Kill()
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			cmd.Wait()
 			t.Fatalf("git daemon did not listen on port %d", port)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -111,7 +116,7 @@ func gitFixture(t *testing.T) string {
 // stopGitDaemon ends the fixture server (TestMain calls it).
 func stopGitDaemon() {
 	if gitDaemon.cmd != nil {
-		gitDaemon.cmd.Process.Kill()
+		syscall.Kill(-gitDaemon.cmd.Process.Pid, syscall.SIGKILL)
 		gitDaemon.cmd.Wait()
 		gitDaemon = struct {
 			url string
