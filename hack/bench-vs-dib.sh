@@ -1,7 +1,8 @@
 #!/bin/bash
 # Side-by-side build times of builder and diskimage-builder on this machine,
 # for the same image (`vm debian-minimal`): builder cold (empty cache), builder
-# warm (nothing changed), builder with one late hook changed, a cold runner
+# warm (nothing changed; and into a new output directory), builder with one
+# late hook changed, a cold runner
 # (empty store) with a warm registry cache (a local docker-registry), and
 # DIB cold.
 # Usage: hack/bench-vs-dib.sh [RESULTS_DIR]   (root; DIB from ../shared/tools)
@@ -41,6 +42,11 @@ export ELEMENTS_PATH=$work/el
 cold=$(timeit builder-cold "$bin" image $elements late-change -o "$work/b" --image-cache "$cache")
 # shellcheck disable=SC2086
 warm=$(timeit builder-warm env OVERWRITE_OLD_IMAGE=1 "$bin" image $elements late-change -o "$work/b" --image-cache "$cache")
+# Nothing changed, the outputs go to a new directory (a CI job's fresh
+# workspace with a kept cache).
+mkdir -p "$work/fresh"
+# shellcheck disable=SC2086
+warmnew=$(timeit builder-warm-new-dir "$bin" image $elements late-change -o "$work/fresh/b" --image-cache "$cache")
 printf '#!/bin/bash\necho two > /etc/late-change\n' > "$late_hook"
 # shellcheck disable=SC2086
 late=$(timeit builder-late env OVERWRITE_OLD_IMAGE=1 "$bin" image $elements late-change -o "$work/b" --image-cache "$cache")
@@ -77,6 +83,7 @@ dvsize=$(qemu-img info --output=json "$work/d.qcow2" | awk -F'[:,]' '/"virtual-s
     printf '%-28s %10s %14s %14s\n' run seconds "qcow2 bytes" "virtual bytes"
     printf '%-28s %10s %14s %14s\n' "builder cold" "$cold" "$bsize" "$bvsize"
     printf '%-28s %10s\n' "builder warm (no change)" "$warm"
+    printf '%-28s %10s\n' "builder warm, new -o dir" "$warmnew"
     printf '%-28s %10s\n' "builder late hook changed" "$late"
     printf '%-28s %10s\n' "builder push to registry" "$push"
     printf '%-28s %10s\n' "cold runner, warm registry" "$regrun"
