@@ -123,7 +123,7 @@ func Run(ctx context.Context, req Request) (res *Result, err error) {
 		return nil, err
 	}
 	lockHandle := stack.Push("cache lock", cacheLock.Unlock)
-	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: ws.Store(), RunRoot: ws.StoreRunRoot(), RunID: run.ID})
+	store, err := rootfs.OpenStore(ctx, rootfs.StoreOptions{Dir: ws.Store(), RunRoot: ws.StoreRunRoot(), RunID: run.ID, Arch: req.Arch})
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,10 @@ type StoreOptions struct {
 	// stage, so that a build killed while committing has it removed by
 	// the next one (RemoveRun).
 	RunID string
+	// Arch is the build's architecture (Debian's and Go's names agree on
+	// amd64 and arm64): images of it are expected, and pulled from
+	// multi-architecture bases. "" is the host's.
+	Arch string
 }
 
 // Store is builder's own container store with zero host configuration:
@@ -94,6 +98,7 @@ func OpenStore(ctx context.Context, opts StoreOptions) (*Store, error) {
 				SignaturePolicyPath:      policy,
 				SystemRegistriesConfPath: registries,
 				BigFilesTemporaryDir:     tmp,
+				ArchitectureChoice:       opts.Arch,
 			},
 		}, nil
 	}
