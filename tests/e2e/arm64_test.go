@@ -85,4 +85,22 @@ func TestArm64DebianVMBuildsAndBoots(t *testing.T) {
 	}
 	t.Logf("arm64: first build %s, unchanged rebuild %s, boot test %s (guest up after %.0f s, %s)",
 		first.Round(time.Second), warm.Round(time.Second), boot.Round(time.Second), rep.Seconds, rep.Accel)
+
+	// Rootless: an ordinary user with subordinate ids, its own empty
+	// cache, the host's registered interpreter (its F flag makes it work
+	// in the build's user namespace). The image has the root build's
+	// files, owners and modes.
+	uid := ensureRootlessUser(t)
+	binDir := sharedDir(t, 0)
+	bin := filepath.Join(binDir, "builder")
+	copyExecutable(t, builderBin, bin)
+	userOut, userCache := sharedDir(t, uid), sharedDir(t, uid)
+	start = time.Now()
+	rr := runAs(t, ctx, bin, "image", "-a", "arm64", "debian", "vm", "-o", filepath.Join(userOut, "arm64"), "--image-cache", userCache)
+	rootless := time.Since(start)
+	if rr.code != 0 {
+		t.Fatalf("rootless arm64 build failed (exit %d)", rr.code)
+	}
+	compareListings(t, "root", fileListing(t, img), "rootless", fileListing(t, filepath.Join(userOut, "arm64.qcow2")))
+	t.Logf("arm64 rootless: cold build %s", rootless.Round(time.Second))
 }
