@@ -1,10 +1,15 @@
 //go:build arm64e2e
 
 // The arm64 end-to-end test is too slow for the normal run (every hook and
-// the boot are emulated on an amd64 host: see the times below), so it is
-// a separate command:
+// the boot are emulated on an amd64 host), so it is a separate command:
 //
 //	hack/test-arm64.sh   (go test -tags arm64e2e ./tests/e2e -run TestArm64 -timeout 150m)
+//
+// Measured on a 2-core amd64 machine without KVM (2026-12-07): the cold
+// root build 7m48s (bootstrap 257 s, package installs 78 s, initramfs
+// 108 s; amd64's cold build is under a minute), an unchanged rebuild 0 s,
+// the boot 2m29s to 2m50s (guest up after 148-168 s), the cold rootless
+// build 8m36s; about 20 minutes in all from an empty cache.
 
 package e2e
 
