@@ -7,6 +7,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"crypto/sha512"
+	"debug/elf"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -298,26 +299,26 @@ func elfArch(h []byte) string {
 		return ""
 	}
 	class64, little := h[4] == 2, h[5] == 1
-	m := binary.BigEndian.Uint16(h[18:20])
+	m := elf.Machine(binary.BigEndian.Uint16(h[18:20]))
 	if little {
-		m = binary.LittleEndian.Uint16(h[18:20])
+		m = elf.Machine(binary.LittleEndian.Uint16(h[18:20]))
 	}
 	switch {
-	case m == 0x3e:
+	case m == elf.EM_X86_64:
 		return "amd64"
-	case m == 0xb7:
+	case m == elf.EM_AARCH64:
 		return "arm64"
-	case m == 0x03:
+	case m == elf.EM_386:
 		return "i386"
-	case m == 0x28:
+	case m == elf.EM_ARM:
 		return "armhf"
-	case m == 0x15 && class64 && little:
+	case m == elf.EM_PPC64 && class64 && little:
 		return "ppc64el"
-	case m == 0x15 && class64:
+	case m == elf.EM_PPC64 && class64:
 		return "ppc64"
-	case m == 0x16:
+	case m == elf.EM_S390:
 		return "s390x"
-	case m == 0xf3 && class64:
+	case m == elf.EM_RISCV && class64:
 		return "riscv64"
 	}
 	return ""
