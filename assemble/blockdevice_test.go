@@ -222,6 +222,8 @@ func TestConfigErrors(t *testing.T) {
 		{"- local_loop: {name: image0}\n- partitioning: {base: image0, label: gpt, partitions: [{name: a, size: 1G, type: ZZ99}]}", "sgdisk code"},
 		{"- local_loop: {name: image0}\n- mkfs: {name: fs, base: image0, type: btrfs}", "btrfs"},
 		{"- local_loop: {name: image0}\n- mkfs: {name: fs, base: image0}", "Mkfs config needs [type]"},
+		// A name holding a newline (found by the fuzzer) stays on one line.
+		{"- local_loop: {name: image0}\n- mkfs: {name: \"mkfs_\\n\", base: image0}", `Mkfs config needs [type] (mkfs mkfs_\n)`},
 		{"- local_loop: {name: image0}\n- mkfs: {name: fs, base: image0, type: ext4, mount: {mount_point: var}}", "clean absolute path"},
 		{"- local_loop: {name: image0}\n- mkfs: {name: fs, base: image0, type: swap, mount: {mount_point: /swap}}", "swap takes mount_point none"},
 		{"- local_loop: {name: image0}\n- mkfs: {name: a, base: image0, type: ext4, mount: {mount_point: /}}\n- mkfs: {name: b, base: image0, type: ext4, mount: {mount_point: /}}", "Mount point [/] specified more than once"},

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -23,11 +25,27 @@ type ConfigError struct {
 	Msg    string
 }
 
+// Error is one line: the names a layout gives are quoted into its
+// messages, and a name may hold a newline or another control character,
+// which is shown escaped.
 func (e *ConfigError) Error() string {
+	msg := fmt.Sprintf("%s: %s", e.Source, e.Msg)
 	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.Source, e.Line, e.Msg)
+		msg = fmt.Sprintf("%s:%d: %s", e.Source, e.Line, e.Msg)
 	}
-	return fmt.Sprintf("%s: %s", e.Source, e.Msg)
+	if !strings.ContainsFunc(msg, unicode.IsControl) {
+		return msg
+	}
+	var b strings.Builder
+	for _, r := range msg {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // ParseBlockDeviceConfig reads a DIB block-device YAML (tree or graph
