@@ -41,16 +41,31 @@ func checkArch(arch string) error {
 }
 
 // ensureEmulation makes sure the kernel runs the image's programs: natively,
-// or through QEMU user-mode emulation registered in binfmt_misc (as root,
-// builder registers the packaged qemu-user-static definition when none
-// is). It returns a note for the build's warnings.
+// or through QEMU user-mode emulation registered in binfmt_misc. A build
+// in a user namespace (rootless, or in an unprivileged container)
+// registers the packaged qemu-user-static definition in a binfmt_misc of
+// its own, where the kernel allows it, and uses the host's entry
+// otherwise; as root builder registers it on the host when none is. It
+// returns a note for the build's warnings.
 func ensureEmulation(arch string) (string, error) {
 	if binfmt.Native(arch) {
 		return "", nil
 	}
+	const slow = "builds are several times slower than native"
+	if !binfmt.InitialUserNamespace() {
+		st, ownErr := binfmt.RegisterOwn(arch)
+		if ownErr == nil {
+			return fmt.Sprintf("%s programs run under emulation: builder registered %s (interpreter %s) in the build's own user namespace; %s", arch, st.Entry, st.Interpreter, slow), nil
+		}
+		st, err := binfmt.Lookup(arch)
+		if err != nil {
+			return "", fmt.Errorf("%s image on this %s host: registering an interpreter in the build's user namespace failed (%v), and the host has none: %v; fix: %s", arch, runtime.GOARCH, ownErr, err, binfmt.Fix(arch))
+		}
+		return fmt.Sprintf("%s programs run under emulation (the host's %s, interpreter %s; the build's own user namespace could not register one: %v); %s", arch, st.Entry, st.Interpreter, ownErr, slow), nil
+	}
 	st, err := binfmt.Lookup(arch)
 	if err == nil {
-		return fmt.Sprintf("%s programs run under emulation (%s, interpreter %s): builds are several times slower than native", arch, st.Entry, st.Interpreter), nil
+		return fmt.Sprintf("%s programs run under emulation (%s, interpreter %s): %s", arch, st.Entry, st.Interpreter, slow), nil
 	}
 	if os.Geteuid() != 0 {
 		return "", fmt.Errorf("%s image on this %s host: %v; fix: %s", arch, runtime.GOARCH, err, binfmt.Fix(arch))

@@ -85,7 +85,7 @@ func Run(ctx context.Context, o Options) []Finding {
 	}
 	for _, a := range o.ForeignArches {
 		if o.Build {
-			fs = append(fs, emulation(a))
+			fs = append(fs, emulation(ctx, a))
 		}
 		if o.Boot && a == "arm64" {
 			fs = append(fs, arm64Boot())
@@ -95,23 +95,57 @@ func Run(ctx context.Context, o Options) []Finding {
 }
 
 // emulation says how the kernel runs arch's programs (builds of other
-// architectures need it; a warning, since native builds do not).
-func emulation(arch string) Finding {
+// architectures need it; a warning, since native builds do not). As
+// builder image does: root registers the host's entry when none is; a
+// rootless build registers one in its own user namespace, or uses the
+// host's where the kernel does not allow that.
+func emulation(ctx context.Context, arch string) Finding {
 	check := arch + " builds"
 	if binfmt.Native(arch) {
 		return Finding{Check: check, Status: OK, Detail: "native"}
 	}
-	st, err := binfmt.Lookup(arch)
-	if err != nil {
-		detail := err.Error()
-		if os.Geteuid() == 0 {
-			if _, lerr := exec.LookPath("qemu-" + map[string]string{"arm64": "aarch64"}[arch] + "-static"); lerr == nil {
-				detail += " (builder image registers it when run as root)"
-			}
+	st, herr := binfmt.Lookup(arch)
+	host := ""
+	if herr == nil {
+		host = fmt.Sprintf("the host's %s, interpreter %s", st.Entry, st.Interpreter)
+	}
+	if os.Geteuid() == 0 && binfmt.InitialUserNamespace() {
+		if herr == nil {
+			return Finding{Check: check, Status: OK, Detail: "QEMU user-mode emulation: " + host}
+		}
+		detail := herr.Error()
+		if _, err := binfmt.PackagedInterpreter(arch); err == nil {
+			detail += " (builder image registers it when run as root)"
 		}
 		return Finding{Check: check, Status: Warn, Detail: detail, Fix: binfmt.Fix(arch)}
 	}
-	return Finding{Check: check, Status: OK, Detail: fmt.Sprintf("QEMU user-mode emulation: %s, interpreter %s", st.Entry, st.Interpreter)}
+	ownErr := ownNamespace(ctx, arch)
+	switch {
+	case ownErr == nil:
+		ip, _ := binfmt.PackagedInterpreter(arch)
+		return Finding{Check: check, Status: OK, Detail: "QEMU user-mode emulation: builds register " + ip + " in their own user namespace"}
+	case herr == nil:
+		return Finding{Check: check, Status: OK, Detail: fmt.Sprintf("QEMU user-mode emulation: %s (a build's own user namespace cannot register one: %v)", host, ownErr)}
+	}
+	return Finding{Check: check, Status: Warn, Detail: fmt.Sprintf("%v; and a build's own user namespace cannot register one: %v", herr, ownErr), Fix: binfmt.Fix(arch)}
+}
+
+// ownNamespace checks that a rootless build can register arch's
+// interpreter in its own user namespace: the packaged definition and its
+// interpreter are here, and the kernel lets a fresh user namespace mount
+// binfmt_misc (tried with unshare).
+func ownNamespace(ctx context.Context, arch string) error {
+	if _, err := binfmt.PackagedInterpreter(arch); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "unshare", "--user", "--map-root-user", "--mount",
+		"mount", "-t", "binfmt_misc", "binfmt_misc", binfmt.Dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("mounting binfmt_misc in a user namespace failed (Linux 6.7 or later allows it): %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 // arm64Boot checks what boot tests of arm64 images need.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"builder/internal/binfmt"
 	"builder/internal/testreq"
 )
 
@@ -74,5 +75,21 @@ func TestPrivilegeAsRoot(t *testing.T) {
 	}
 	if f := Privilege(context.Background()); f.Status != OK {
 		t.Errorf("root: %+v", f)
+	}
+}
+
+// TestOwnNamespaceEmulation: on this kernel (6.7 or later) with
+// qemu-user-static installed, a rootless build can register the arm64
+// interpreter in its own user namespace; for an architecture without an
+// emulator it cannot, and the reason names it.
+func TestOwnNamespaceEmulation(t *testing.T) {
+	if _, err := binfmt.PackagedInterpreter("arm64"); err != nil {
+		testreq.Missing(t, "%v", err)
+	}
+	if err := ownNamespace(context.Background(), "arm64"); err != nil {
+		t.Fatalf("ownNamespace: %v", err)
+	}
+	if err := ownNamespace(context.Background(), "sparc"); err == nil || !strings.Contains(err.Error(), `"sparc"`) {
+		t.Errorf("sparc (no emulator known): %v, want the architecture named", err)
 	}
 }
