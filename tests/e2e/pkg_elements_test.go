@@ -161,8 +161,9 @@ func pkgInstalled(status, pkg string) bool {
 // larger disk where the LVM root must come up and growvols must share the
 // new space between /srv (half) and / (the rest).
 func TestPackageElementsDebian(t *testing.T) {
-	needE2E(t)
+	needE2EOwnLane(t)
 	work, out, tmp := t.TempDir(), t.TempDir(), t.TempDir()
+	ownLaneDirs(work, out, tmp)
 	debian, security := pkgHostMirrors(t)
 	write := func(name, data string) string {
 		p := filepath.Join(work, name)
@@ -194,7 +195,7 @@ func TestPackageElementsDebian(t *testing.T) {
 	r := runBuilder(t, withTimeout(t, 45*time.Minute), env, "image", "debian", "vm",
 		"svc-map", "dib-python", "epel", "selinux-permissive", "dracut-regenerate", "openstack-ci-mirrors",
 		"apt-conf", "apt-preferences", "apt-sources", "grub2", "lvm", "mellanox", "growvols", "pkg-test",
-		"-t", "qcow2,tar", "--image-size", "4", "-o", filepath.Join(out, "img"), "--image-cache", cacheDir)
+		"-t", "qcow2,tar", "--image-size", "4", "-o", filepath.Join(out, "img"), "--image-cache", ownLaneCache())
 	if r.code != 0 {
 		t.Fatalf("build failed (exit %d)", r.code)
 	}
