@@ -458,13 +458,17 @@ func writeOutputs(ctx context.Context, req Request, rep *progress.Reporter, stor
 		}
 		vh := stack.Push("output view", release)
 		defer vh.Release()
-		n, err := rootfs.ClampTimes(view, plan.epoch)
+		n, err := rootfs.NormalizeTree(view, plan.epoch)
 		if err != nil {
 			vt.Fail(err)
 			return nil, err
 		}
 		root = view
-		vt.Done(fmt.Sprintf("%d times clamped", n))
+		msg := fmt.Sprintf("%d times clamped", n.Times)
+		if n.Xattrs > 0 {
+			msg += fmt.Sprintf("; extended attributes put in name order on %d", n.Xattrs)
+		}
+		vt.Done(msg)
 	}
 	// The bill of materials reads the final tree while the disk is made.
 	// Reused outputs keep the one written with them (reading the tree

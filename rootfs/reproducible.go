@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,13 +101,32 @@ func newestUnder(dir string) (int64, error) {
 	return newest, err
 }
 
-// ClampTimes sets every modification time under root later than epoch to
-// epoch (of symlinks themselves, not their targets); access times are not
-// kept by any output. It returns how many entries it changed.
-func ClampTimes(root string, epoch int64) (int, error) {
+// Normalized says what NormalizeTree changed.
+type Normalized struct {
+	Times  int // modification times clamped to the epoch
+	Xattrs int // entries whose extended attributes were put in name order
+}
+
+// NormalizeTree makes what the outputs are written from independent of
+// how the tree was made:
+//   - every modification time later than epoch becomes epoch (of symlinks
+//     themselves, not their targets); access times are not kept by any
+//     output;
+//   - an entry's extended attributes are listed in name order. tar and
+//     mkfs.ext4 -d copy them in the order listxattr gives, which on ext4 is
+//     the order they were set: applying a layer sets them in an order of
+//     its own, so the same tree could give different bytes.
+func NormalizeTree(root string, epoch int64) (Normalized, error) {
 	ts := []unix.Timespec{{Sec: epoch}, {Sec: epoch}}
-	n := 0
-	clamp := func(p string) error {
+	var n Normalized
+	normalize := func(p string) error {
+		sorted, err := sortXattrs(p)
+		if err != nil {
+			return err
+		}
+		if sorted {
+			n.Xattrs++
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
 			return err
@@ -117,7 +137,7 @@ func ClampTimes(root string, epoch int64) (int, error) {
 		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return fmt.Errorf("clamp the time of %s: %w", p, err)
 		}
-		n++
+		n.Times++
 		return nil
 	}
 	var dirs []string
@@ -131,17 +151,100 @@ func ClampTimes(root string, epoch int64) (int, error) {
 			dirs = append(dirs, p)
 			return nil
 		}
-		return clamp(p)
+		return normalize(p)
 	})
 	if err != nil {
 		return n, err
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
-		if err := clamp(dirs[i]); err != nil {
+		if err := normalize(dirs[i]); err != nil {
 			return n, err
 		}
 	}
 	return n, nil
+}
+
+// sortXattrs sets p's extended attributes again in name order when
+// listxattr does not give them so. It reports whether it did.
+func sortXattrs(p string) (bool, error) {
+	names, err := listXattrs(p)
+	if err != nil || len(names) < 2 || slices.IsSorted(names) {
+		return false, err
+	}
+	values := make([][]byte, len(names))
+	for i, name := range names {
+		if values[i], err = getXattr(p, name); err != nil {
+			return false, fmt.Errorf("%s: read %s: %w", p, name, err)
+		}
+	}
+	for _, name := range names {
+		if err := unix.Lremovexattr(p, name); err != nil {
+			return false, fmt.Errorf("%s: remove %s to set it again in order: %w", p, name, err)
+		}
+	}
+	order := make([]int, len(names))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(names[a], names[b]) })
+	for _, i := range order {
+		if err := unix.Lsetxattr(p, names[i], values[i], 0); err != nil {
+			return false, fmt.Errorf("%s: set %s again: %w", p, names[i], err)
+		}
+	}
+	return true, nil
+}
+
+// listXattrs is llistxattr's names.
+func listXattrs(p string) ([]string, error) {
+	size, err := unix.Llistxattr(p, nil)
+	for {
+		if err != nil {
+			if errors.Is(err, unix.ENOTSUP) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("%s: list extended attributes: %w", p, err)
+		}
+		if size == 0 {
+			return nil, nil
+		}
+		buf := make([]byte, size)
+		size, err = unix.Llistxattr(p, buf)
+		if errors.Is(err, unix.ERANGE) {
+			size, err = unix.Llistxattr(p, nil) // it grew meanwhile
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		var names []string
+		for _, name := range strings.Split(string(buf[:size]), "\x00") {
+			if name != "" {
+				names = append(names, name)
+			}
+		}
+		return names, nil
+	}
+}
+
+// getXattr is lgetxattr's value.
+func getXattr(p, name string) ([]byte, error) {
+	size, err := unix.Lgetxattr(p, name, nil)
+	for {
+		if err != nil {
+			return nil, err
+		}
+		buf := make([]byte, size)
+		size, err = unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			size, err = unix.Lgetxattr(p, name, nil)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return buf[:size], nil
+	}
 }
 
 // View is a writable view of an image that is never committed: a working
