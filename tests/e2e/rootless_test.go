@@ -67,7 +67,14 @@ func sharedDir(t *testing.T, uid int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(d) })
+	t.Cleanup(func() {
+		// BUILDER_E2E_KEEP=1 keeps them for a look after a failure.
+		if os.Getenv("BUILDER_E2E_KEEP") == "" {
+			os.RemoveAll(d)
+		} else {
+			t.Logf("kept %s (BUILDER_E2E_KEEP)", d)
+		}
+	})
 	if err := os.Chmod(d, 0o755); err != nil {
 		t.Fatal(err)
 	}
