@@ -55,6 +55,12 @@ func ensureEmulation(arch string) (string, error) {
 	if !binfmt.InitialUserNamespace() {
 		st, ownErr := binfmt.RegisterOwn(arch)
 		if ownErr == nil {
+			// In a container ($container, which podman sets) buildah
+			// registers every binfmt.d definition itself when a step's
+			// image is another architecture's, mounting binfmt_misc where
+			// this one already is: that would only warn that the mount
+			// is busy. $container means nothing else to the build.
+			os.Unsetenv("container")
 			return fmt.Sprintf("%s programs run under emulation: builder registered %s (interpreter %s) in the build's own user namespace; %s", arch, st.Entry, st.Interpreter, slow), nil
 		}
 		st, err := binfmt.Lookup(arch)

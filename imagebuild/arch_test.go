@@ -1,6 +1,8 @@
 package imagebuild
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -24,5 +26,21 @@ func TestResolveArch(t *testing.T) {
 		if err := checkArch(a); err == nil || !strings.Contains(err.Error(), "recognised but not built") || !strings.Contains(err.Error(), why) {
 			t.Errorf("%s: %v", a, err)
 		}
+	}
+}
+
+// A foreign bootstrap names arch-test, which mmdebstrap needs for it,
+// before anything runs; a native one does not need it.
+func TestForeignBootstrapNeedsArchTest(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rootfs-source.yaml"), []byte("method: mmdebstrap\nsuite: bookworm\nvariant: minbase\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", t.TempDir()) // no arch-test here
+	if err := checkBaseSource("debian", dir, map[string]string{}, "arm64"); err == nil || !strings.Contains(err.Error(), "apt-get install arch-test") {
+		t.Errorf("arm64 without arch-test: %v", err)
+	}
+	if err := checkBaseSource("debian", dir, map[string]string{}, "amd64"); err != nil {
+		t.Errorf("amd64: %v", err)
 	}
 }

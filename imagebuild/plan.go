@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 
 	"builder/assemble"
 	"builder/elements"
+	"builder/internal/binfmt"
 	"builder/internal/progress"
 	"builder/internal/redact"
 	"builder/internal/workspace"
@@ -467,6 +470,13 @@ func checkBaseSource(osName, osDir string, env map[string]string, arch string) e
 	}
 	if src.Method == "local-image" {
 		return localImageError(osName, src)
+	}
+	if src.Method == "mmdebstrap" && !binfmt.Native(arch) {
+		// mmdebstrap refuses a foreign architecture without it, late
+		// and in its own words.
+		if _, err := exec.LookPath("arch-test"); err != nil {
+			return fmt.Errorf("an %s bootstrap on this %s host needs arch-test (mmdebstrap's check of foreign architectures): apt-get install arch-test", arch, runtime.GOARCH)
+		}
 	}
 	return nil
 }

@@ -1,7 +1,9 @@
 //go:build arm64e2e
 
-// The arm64 end-to-end test is too slow for the normal run (every hook and
-// the boot are emulated on an amd64 host), so it is a separate command:
+// The arm64 end-to-end tests (a root build with its boot and a rootless
+// build; a build in an unprivileged container) are too slow for the normal
+// run (every hook and the boot are emulated on an amd64 host), so they are
+// a separate command:
 //
 //	hack/test-arm64.sh   (go test -tags arm64e2e ./tests/e2e -run TestArm64 -timeout 150m)
 //
@@ -23,6 +25,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"builder/internal/testreq"
 )
 
 // `builder image -a arm64 debian vm` on an amd64 host: an arm64 Debian from
@@ -98,15 +102,7 @@ func TestArm64DebianVMBuildsAndBoots(t *testing.T) {
 	// entry is disabled meanwhile): the build registers qemu-aarch64 in
 	// its own user namespace. The image has the root build's files,
 	// owners and modes.
-	hostEntry := "/proc/sys/fs/binfmt_misc/qemu-aarch64"
-	if err := os.WriteFile(hostEntry, []byte("0"), 0); err != nil {
-		t.Fatalf("disable the host's arm64 interpreter: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := os.WriteFile(hostEntry, []byte("1"), 0); err != nil {
-			t.Errorf("enable the host's arm64 interpreter again: %v", err)
-		}
-	})
+	disableHostArm64(t)
 	uid := ensureRootlessUser(t)
 	binDir := sharedDir(t, 0)
 	bin := filepath.Join(binDir, "builder")
@@ -123,4 +119,65 @@ func TestArm64DebianVMBuildsAndBoots(t *testing.T) {
 	}
 	compareListings(t, "root", fileListing(t, img), "rootless", fileListing(t, filepath.Join(userOut, "arm64.qcow2")))
 	t.Logf("arm64 rootless: cold build %s", rootless.Round(time.Second))
+}
+
+// disableHostArm64 disables the host's qemu-aarch64 entry until t ends (a
+// root build registers it when there is none).
+func disableHostArm64(t *testing.T) {
+	t.Helper()
+	const entry = "/proc/sys/fs/binfmt_misc/qemu-aarch64"
+	if _, err := os.Stat(entry); err != nil {
+		return // none to disable
+	}
+	if err := os.WriteFile(entry, []byte("0"), 0); err != nil {
+		t.Fatalf("disable the host's arm64 interpreter: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(entry, []byte("1"), 0); err != nil {
+			t.Errorf("enable the host's arm64 interpreter again: %v", err)
+		}
+	})
+}
+
+// `builder image -a arm64 debian vm` inside an unprivileged podman
+// container made from the Containerfile (no --privileged, no devices), with
+// the host's arm64 interpreter disabled: the build registers qemu-aarch64
+// in its own user namespace, and the image's programs are arm64's.
+func TestArm64InUnprivilegedContainer(t *testing.T) {
+	needE2E(t)
+	if _, err := exec.LookPath("podman"); err != nil {
+		testreq.Missing(t, "podman is not installed (hack/test.sh installs it)")
+	}
+	ctx := withTimeout(t, 60*time.Minute)
+	disableHostArm64(t)
+	image := buildContainerImage(t, ctx)
+	out := sharedDir(t, 1000)
+	cache := filepath.Join(cacheDir, "container-arm64")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(cache, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"run", "--rm", "--network", "host"}, ulimitArgs()...)
+	args = append(args, "-v", out+":/work", "-v", cache+":/home/builder/.cache", image,
+		"image", "-a", "arm64", "debian", "vm", "-o", "/work/arm64")
+	start := time.Now()
+	r := runLogged(t, exec.CommandContext(ctx, "podman", args...), "[container] builder image -a arm64 debian vm")
+	if r.code != 0 {
+		t.Fatalf("arm64 build in the container failed (exit %d)", r.code)
+	}
+	t.Logf("arm64 in the container: cold build %s", time.Since(start).Round(time.Second))
+	if !strings.Contains(r.stdout+r.stderr, "in the build's own user namespace") {
+		t.Errorf("the build did not say it registered the interpreter in its own user namespace")
+	}
+	// buildah's own registration (it registers in a container) is not
+	// tried on top of builder's.
+	if strings.Contains(r.stderr, "binfmt_misc") {
+		t.Errorf("the build warned about binfmt_misc")
+	}
+	ls, ok := openImage(t, filepath.Join(out, "arm64.qcow2")).cat(t, "/usr/bin/ls")
+	if !ok || len(ls) < 20 || ls[18] != 183 { // e_machine EM_AARCH64
+		t.Errorf("/usr/bin/ls in the image is not an arm64 program")
+	}
 }
