@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"go.podman.io/storage/pkg/system"
 	"golang.org/x/sys/unix"
 )
 
@@ -167,14 +168,17 @@ func NormalizeTree(root string, epoch int64) (Normalized, error) {
 // sortXattrs sets p's extended attributes again in name order when
 // listxattr does not give them so. It reports whether it did.
 func sortXattrs(p string) (bool, error) {
-	names, err := listXattrs(p)
+	names, err := system.Llistxattr(p)
+	if errors.Is(err, unix.ENOTSUP) {
+		return false, nil
+	}
 	if err != nil || len(names) < 2 || slices.IsSorted(names) {
 		return false, err
 	}
 	values := make([][]byte, len(names))
 	for i, name := range names {
-		if values[i], err = getXattr(p, name); err != nil {
-			return false, fmt.Errorf("%s: read %s: %w", p, name, err)
+		if values[i], err = system.Lgetxattr(p, name); err != nil {
+			return false, err
 		}
 	}
 	for _, name := range names {
@@ -193,58 +197,6 @@ func sortXattrs(p string) (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-// listXattrs is llistxattr's names.
-func listXattrs(p string) ([]string, error) {
-	size, err := unix.Llistxattr(p, nil)
-	for {
-		if err != nil {
-			if errors.Is(err, unix.ENOTSUP) {
-				return nil, nil
-			}
-			return nil, fmt.Errorf("%s: list extended attributes: %w", p, err)
-		}
-		if size == 0 {
-			return nil, nil
-		}
-		buf := make([]byte, size)
-		size, err = unix.Llistxattr(p, buf)
-		if errors.Is(err, unix.ERANGE) {
-			size, err = unix.Llistxattr(p, nil) // it grew meanwhile
-			continue
-		}
-		if err != nil {
-			continue
-		}
-		var names []string
-		for _, name := range strings.Split(string(buf[:size]), "\x00") {
-			if name != "" {
-				names = append(names, name)
-			}
-		}
-		return names, nil
-	}
-}
-
-// getXattr is lgetxattr's value.
-func getXattr(p, name string) ([]byte, error) {
-	size, err := unix.Lgetxattr(p, name, nil)
-	for {
-		if err != nil {
-			return nil, err
-		}
-		buf := make([]byte, size)
-		size, err = unix.Lgetxattr(p, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			size, err = unix.Lgetxattr(p, name, nil)
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:size], nil
-	}
 }
 
 // View is a writable view of an image that is never committed: a working

@@ -9,6 +9,7 @@ import (
 
 	"builder/internal/testreq"
 
+	"go.podman.io/storage/pkg/system"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,7 +44,7 @@ func TestNormalizeTree(t *testing.T) {
 			testreq.Missing(t, "user extended attributes on %s: %v", root, err)
 		}
 	}
-	if names, _ := listXattrs(x); slices.IsSorted(names) {
+	if names, _ := system.Llistxattr(x); slices.IsSorted(names) {
 		testreq.Missing(t, "a filesystem that lists extended attributes in the order they were set (%s lists %v)", root, names)
 	}
 	for _, p := range []string{b, x, y} {
@@ -78,13 +79,13 @@ func TestNormalizeTree(t *testing.T) {
 		p      string
 		values []string
 	}{{x, []string{"one", "two"}}, {y, []string{"1", "2"}}} {
-		names, err := listXattrs(c.p)
+		names, err := system.Llistxattr(c.p)
 		if err != nil || !slices.Equal(names, []string{"user.a", "user.b"}) {
 			t.Errorf("%s lists %v (%v), want user.a user.b", c.p, names, err)
 			continue
 		}
 		for i, name := range names {
-			if v, err := getXattr(c.p, name); err != nil || string(v) != c.values[i] {
+			if v, err := system.Lgetxattr(c.p, name); err != nil || string(v) != c.values[i] {
 				t.Errorf("%s %s = %q (%v), want %q", c.p, name, v, err, c.values[i])
 			}
 		}
