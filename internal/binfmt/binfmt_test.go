@@ -2,6 +2,7 @@ package binfmt
 
 import (
 	"bytes"
+	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -41,15 +42,15 @@ func arm64Exit42(t *testing.T) string {
 	code := []uint32{0xD2800540, 0xD2800BA8, 0xD4000001}
 	size := uint64(hdr + 4*len(code))
 	b.Write([]byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0})
-	w(uint16(2))   // ET_EXEC
-	w(uint16(183)) // EM_AARCH64
+	w(uint16(elf.ET_EXEC))
+	w(uint16(elf.EM_AARCH64))
 	w(uint32(1))
 	w(uint64(base + hdr)) // entry
 	w(uint64(64))         // program headers
 	w(uint64(0))          // no sections
 	w(uint32(0))
 	w([]uint16{64, 56, 1, 0, 0, 0})
-	w([]uint32{1, 5}) // PT_LOAD, R+X
+	w([]uint32{uint32(elf.PT_LOAD), uint32(elf.PF_R | elf.PF_X)})
 	w([]uint64{0, base, base, size, size, 0x1000})
 	w(code)
 	p := filepath.Join(t.TempDir(), "exit42")
@@ -113,7 +114,7 @@ func TestInterpreterOf(t *testing.T) {
 // untouched.
 func TestRegisterOwn(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
-		t.Skip("the test's foreign program is arm64; this host is " + runtime.GOARCH)
+		testreq.Missing(t, "an amd64 host: the test's foreign program is arm64, and this host is %s", runtime.GOARCH)
 	}
 	if _, _, err := packaged("arm64"); err != nil {
 		testreq.Missing(t, "%v", err)
