@@ -132,10 +132,74 @@ func run(in io.Reader, out io.Writer) int {
 	if len(pkgsOnly) > 0 {
 		fmt.Fprintf(out, "packages that failed outside a test (build error, panic, TestMain): %s\n", strings.Join(pkgsOnly, ", "))
 	}
+	// Last, why each failed test failed: CI's record keeps the end of the
+	// output, where the full log's failure may be thousands of lines up.
+	if leaves := failedLeaves(failed); len(leaves) > 0 {
+		fmt.Fprintf(out, "why (the end of each failed test's own output):\n")
+		for i, r := range leaves {
+			if i == maxWhyTests {
+				fmt.Fprintf(out, "  (and %d more failed tests: see above)\n", len(leaves)-i)
+				break
+			}
+			fmt.Fprintf(out, "  -- %s\n", r.name)
+			for _, l := range tail(r.output, whyLines) {
+				fmt.Fprintf(out, "  | %s\n", clip(l, 240))
+			}
+		}
+	}
 	if len(failed) > 0 || len(failedPkgs) > 0 {
 		return 1
 	}
 	return 0
+}
+
+const (
+	maxWhyTests = 6
+	whyLines    = 30
+)
+
+// failedLeaves are the failed tests none of whose subtests failed: a
+// parent that failed only through a subtest says nothing of its own.
+func failedLeaves(failed []result) []result {
+	var leaves []result
+	for _, r := range sorted(failed) {
+		parent := false
+		for _, o := range failed {
+			if strings.HasPrefix(o.name, r.name+"/") {
+				parent = true
+			}
+		}
+		if !parent {
+			leaves = append(leaves, r)
+		}
+	}
+	return leaves
+}
+
+// tail is the last n lines of a test's output, without go test's own
+// "=== RUN/PAUSE/CONT" and "--- FAIL" lines.
+func tail(output []string, n int) []string {
+	var lines []string
+	for _, chunk := range output {
+		for _, l := range strings.Split(strings.TrimRight(chunk, "\n"), "\n") {
+			t := strings.TrimSpace(l)
+			if t == "" || strings.HasPrefix(t, "=== ") || strings.HasPrefix(t, "--- FAIL") {
+				continue
+			}
+			lines = append(lines, strings.TrimRight(l, " \t"))
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + " [...]"
 }
 
 // reason is the skip message: the last "file_test.go:NN: ..." line before

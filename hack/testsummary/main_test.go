@@ -34,6 +34,22 @@ func TestSummaryCountsAndReasons(t *testing.T) {
 		t.Errorf("exit 0 with a failure")
 	}
 	out.Reset()
+	in = strings.Join([]string{
+		`{"Action":"output","Package":"builder/a","Test":"TestP","Output":"=== RUN   TestP\n"}`,
+		`{"Action":"output","Package":"builder/a","Test":"TestP","Output":"    p_test.go:3: parent's own log\n"}`,
+		`{"Action":"output","Package":"builder/a","Test":"TestP/sub","Output":"    p_test.go:9: builder boot-test -> exit 1\n        boot-test: no login prompt after 900 s\n"}`,
+		`{"Action":"output","Package":"builder/a","Test":"TestP/sub","Output":"    p_test.go:10: the guest did not boot\n"}`,
+		`{"Action":"output","Package":"builder/a","Test":"TestP/sub","Output":"--- FAIL: TestP/sub (900.00s)\n"}`,
+		`{"Action":"fail","Package":"builder/a","Test":"TestP/sub","Elapsed":900}`,
+		`{"Action":"fail","Package":"builder/a","Test":"TestP","Elapsed":901}`,
+	}, "\n")
+	run(strings.NewReader(in), &out)
+	_, why, _ := strings.Cut(out.String(), "why (")
+	want := "  -- a.TestP/sub\n  |     p_test.go:9: builder boot-test -> exit 1\n  |         boot-test: no login prompt after 900 s\n  |     p_test.go:10: the guest did not boot\n"
+	if !strings.HasSuffix(why, want) || strings.Contains(why, "parent's own log") {
+		t.Errorf("the failure's reason is not the summary's end (want %q):\n%s", want, why)
+	}
+	out.Reset()
 	if code := run(strings.NewReader(`{"Action":"pass","Package":"builder/a","Test":"T"}`+"\n"+`{"Action":"pass","Package":"builder/a"}`), &out); code != 0 {
 		t.Errorf("exit %d for an all-pass run", code)
 	}
