@@ -19,6 +19,8 @@ import (
 
 	"builder/internal/fsutil"
 	"builder/internal/progress"
+
+	"github.com/opencontainers/go-digest"
 )
 
 // Bootstrap describes how to make an operating system's base root
@@ -222,15 +224,15 @@ func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img
 		return Image{}, false, err
 	}
 	defer removeBootstrapDir(tmp)
-	tarPath := filepath.Join(tmp, "base.tar")
 	st = o.Progress.Step("mmdebstrap " + b.Suite)
-	if err := runMmdebstrap(ctx, b, tarPath, o); err != nil {
+	tarPath, diffID, err := writeBootstrapTar(ctx, b, tmp, o)
+	if err != nil {
 		st.Fail(err)
 		return Image{}, false, err
 	}
 	st.Done(fmt.Sprintf("%d packages requested", len(b.Packages)))
 	st = o.Progress.Step("import into the store")
-	if _, err := s.ImportTarballWithLabels(ctx, tarPath, name, b.Arch, map[string]string{LabelEpoch: fmt.Sprint(epoch)}); err != nil {
+	if _, err := s.ImportTarFile(tarPath, diffID, StreamImport{Name: name, Arch: b.Arch, Epoch: epoch, Labels: map[string]string{LabelEpoch: fmt.Sprint(epoch)}}); err != nil {
 		st.Fail(err)
 		return Image{}, false, err
 	}
@@ -258,9 +260,62 @@ func removeBootstrapDir(dir string) {
 	os.RemoveAll(dir)
 }
 
-func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptions) error {
+// writeBootstrapTar runs mmdebstrap with its tarball on a pipe, written
+// to tmp and digested as it comes: the store then applies it under that
+// digest.
+func writeBootstrapTar(ctx context.Context, b Bootstrap, tmp string, o BaseOptions) (string, digest.Digest, error) {
+	cmd, err := mmdebstrapCommand(ctx, b, tmp, o)
+	if err != nil {
+		return "", "", err
+	}
+	tarPath := filepath.Join(tmp, "base.tar")
+	out, err := os.OpenFile(tarPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", "", err
+	}
+	defer out.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return "", "", err
+	}
+	defer r.Close()
+	var tail tailBuffer
+	cmd.Stdout = w // mmdebstrap's own messages go to stderr when the tarball is on stdout
+	cmd.Stderr = io.MultiWriter(&tail, orDiscard(o.Log))
+	err = cmd.Start()
+	w.Close() // the child has its own copy: the reader sees EOF when it ends
+	if err != nil {
+		return "", "", fmt.Errorf("starting mmdebstrap: %w", err)
+	}
+	digester := digest.Canonical.Digester()
+	_, copyErr := io.Copy(io.MultiWriter(out, digester.Hash()), r)
+	if copyErr != nil {
+		// Out of room for the tarball: mmdebstrap would block on a
+		// full pipe.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	if err := cmd.Wait(); err != nil {
+		if ctx.Err() != nil {
+			return "", "", ctx.Err()
+		}
+		if copyErr == nil {
+			return "", "", fmt.Errorf("mmdebstrap %s failed: %w\n%s", b.Suite, err, tail.String())
+		}
+	}
+	if copyErr == nil {
+		copyErr = out.Close()
+	}
+	if copyErr != nil {
+		return "", "", fmt.Errorf("writing the bootstrap tarball: %w", copyErr)
+	}
+	return tarPath, digester.Digest(), nil
+}
+
+// mmdebstrapCommand is mmdebstrap making b's tree under tmp and writing it
+// as a tarball to its standard output.
+func mmdebstrapCommand(ctx context.Context, b Bootstrap, tmp string, o BaseOptions) (*exec.Cmd, error) {
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
-		return errors.New("mmdebstrap is not installed (apt-get install mmdebstrap, or run hack/setup.sh)")
+		return nil, errors.New("mmdebstrap is not installed (apt-get install mmdebstrap, or run hack/setup.sh)")
 	}
 	args := []string{"--variant=" + b.Variant, "--format=tar", "--arch=" + b.Arch}
 	if len(b.Packages) > 0 {
@@ -274,7 +329,7 @@ func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptio
 	}
 	if o.AptCache != "" {
 		if err := os.MkdirAll(filepath.Join(o.AptCache, "partial"), 0o755); err != nil {
-			return err
+			return nil, err
 		}
 		// Reuse and keep the downloaded packages across builds: the .deb
 		// files only (the shared directory also holds concurrent builds'
@@ -305,27 +360,18 @@ func runMmdebstrap(ctx context.Context, b Bootstrap, tarPath string, o BaseOptio
 	// Keep the package lists: hooks install packages without another
 	// "apt-get update"; dpkg's finalise.d removes them from the image.
 	args = append(args, "--skip=cleanup/apt/lists")
-	args = append(args, b.Suite, tarPath)
+	args = append(args, b.Suite, "-") // "-": the tarball on standard output
 	args = append(args, b.Sources...)
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
 	// mmdebstrap builds the tree in TMPDIR before packing it; with
 	// SOURCE_DATE_EPOCH it clamps times and drops what varies per run.
-	cmd.Env = append(os.Environ(), "TMPDIR="+filepath.Dir(tarPath))
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	if o.Epoch > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("SOURCE_DATE_EPOCH=%d", o.Epoch))
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	var tail tailBuffer
-	w := io.MultiWriter(&tail, orDiscard(o.Log))
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("mmdebstrap %s failed: %w\n%s", b.Suite, err, tail.String())
-	}
-	return nil
+	return cmd, nil
 }
 
 func orDiscard(w io.Writer) io.Writer {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/sirupsen/logrus"
 	"go.podman.io/buildah"
 
@@ -81,8 +82,25 @@ func testStore(t *testing.T) (*Store, Image) {
 		}
 		s.Close()
 	})
-	if _, err := s.ImportTarball(ctx, tar, "localhost/test/base:1", "amd64"); err != nil {
+	// Applied as a bootstrapped base is: every test's containers, commits
+	// and pushes run on such an image.
+	if _, err := s.ImportTarFile(tar, tarDigest(t, tar), StreamImport{Name: "localhost/test/base:1", Epoch: 1700000000}); err != nil {
 		t.Fatal(err)
 	}
 	return s, Image{Name: "localhost/test/base:1", Key: "test-base"}
+}
+
+// tarDigest is the sha256 digest of a tarball.
+func tarDigest(t *testing.T, path string) digest.Digest {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	d, err := digest.Canonical.FromReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
