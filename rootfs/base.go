@@ -232,7 +232,7 @@ func (s *Store) EnsureBase(ctx context.Context, b Bootstrap, o BaseOptions) (img
 	}
 	st.Done(fmt.Sprintf("%d packages requested", len(b.Packages)))
 	st = o.Progress.Step("import into the store")
-	if _, err := s.ImportTarFile(tarPath, diffID, StreamImport{Name: name, Arch: b.Arch, Epoch: epoch, Labels: map[string]string{LabelEpoch: fmt.Sprint(epoch)}}); err != nil {
+	if _, err := s.ImportTarFile(tarPath, diffID, TarImport{Name: name, Arch: b.Arch, Epoch: epoch, Labels: map[string]string{LabelEpoch: fmt.Sprint(epoch)}}); err != nil {
 		st.Fail(err)
 		return Image{}, false, err
 	}

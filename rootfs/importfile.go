@@ -13,8 +13,8 @@ import (
 	"go.podman.io/storage"
 )
 
-// StreamImport describes an image of one layer made from a tarball.
-type StreamImport struct {
+// TarImport describes an image of one layer made from a tarball.
+type TarImport struct {
 	Name   string            // the image's name in the store
 	Arch   string            // its architecture ("" is amd64)
 	Epoch  int64             // its configuration's creation time (reproducible: not now)
@@ -30,7 +30,7 @@ type StreamImport struct {
 //
 // On error the layer is removed; a process killed meanwhile leaves a
 // layer the store marks incomplete and removes when next opened.
-func (s *Store) ImportTarFile(path string, diffID digest.Digest, im StreamImport) (string, error) {
+func (s *Store) ImportTarFile(path string, diffID digest.Digest, im TarImport) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -65,7 +65,7 @@ func (s *Store) ImportTarFile(path string, diffID digest.Digest, im StreamImport
 // imageOfLayer records an image whose one layer is layer, with the
 // configuration and manifest containers/image would have written for it:
 // builds, pushes to a registry cache and `podman` read it like any other.
-func (s *Store) imageOfLayer(layer *storage.Layer, im StreamImport) (string, error) {
+func (s *Store) imageOfLayer(layer *storage.Layer, im TarImport) (string, error) {
 	if layer.UncompressedDigest == "" {
 		return "", errors.New("the store did not digest the layer")
 	}

@@ -25,7 +25,7 @@ func TestImportTarFile(t *testing.T) {
 	defer s.Close()
 	diffID := tarDigest(t, tar)
 	stream := func(name string) (string, error) {
-		return s.ImportTarFile(tar, diffID, StreamImport{Name: name, Epoch: 1700000000, Labels: map[string]string{LabelEpoch: "1700000000"}})
+		return s.ImportTarFile(tar, diffID, TarImport{Name: name, Epoch: 1700000000, Labels: map[string]string{LabelEpoch: "1700000000"}})
 	}
 	layerCount := func() int {
 		ls, err := s.st.Layers()
@@ -92,7 +92,7 @@ func TestImportTarFile(t *testing.T) {
 
 	// A wrong digest (a tarball changed after it was digested) is refused
 	// and leaves nothing.
-	if _, err := s.ImportTarFile(tar, digest.FromString("not this"), StreamImport{Name: "localhost/test/wrong:1", Epoch: 1}); err == nil {
+	if _, err := s.ImportTarFile(tar, digest.FromString("not this"), TarImport{Name: "localhost/test/wrong:1", Epoch: 1}); err == nil {
 		t.Errorf("a tarball with another digest was imported")
 	}
 	if s.HasImage("localhost/test/wrong:1") {

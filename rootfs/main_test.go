@@ -84,7 +84,7 @@ func testStore(t *testing.T) (*Store, Image) {
 	})
 	// Applied as a bootstrapped base is: every test's containers, commits
 	// and pushes run on such an image.
-	if _, err := s.ImportTarFile(tar, tarDigest(t, tar), StreamImport{Name: "localhost/test/base:1", Epoch: 1700000000}); err != nil {
+	if _, err := s.ImportTarFile(tar, tarDigest(t, tar), TarImport{Name: "localhost/test/base:1", Epoch: 1700000000}); err != nil {
 		t.Fatal(err)
 	}
 	return s, Image{Name: "localhost/test/base:1", Key: "test-base"}
