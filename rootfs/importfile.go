@@ -43,11 +43,18 @@ func (s *Store) ImportTarFile(path string, diffID digest.Digest, im TarImport) (
 		// The store digests what it applies: the ID is checked, not
 		// taken on trust.
 		layer, _, err = s.st.PutLayer(id, "", nil, "", false, nil, f)
-		if err != nil {
+		switch {
+		case errors.Is(err, storage.ErrDuplicateID):
+			// Another build applied the same tarball meanwhile.
+			if layer, err = s.st.Layer(id); err != nil {
+				return "", fmt.Errorf("import into the store as %s: %w", im.Name, err)
+			}
+		case err != nil:
 			return "", fmt.Errorf("import into the store as %s: %w", im.Name, err)
+		default:
+			fresh = true
 		}
-		fresh = true
-		if layer.UncompressedDigest != diffID {
+		if fresh && layer.UncompressedDigest != diffID {
 			_ = s.st.DeleteLayer(layer.ID)
 			return "", fmt.Errorf("import into the store as %s: the tarball's digest is %s, not %s: it changed after it was written", im.Name, layer.UncompressedDigest, diffID)
 		}

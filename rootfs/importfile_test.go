@@ -83,6 +83,32 @@ func TestImportTarFile(t *testing.T) {
 		t.Errorf("the image lacks one of its names")
 	}
 
+	// Two builds applying the same tarball at once to a store without it
+	// both get the image, and the store one layer.
+	s2, err := OpenStore(ctx, StoreOptions{Dir: filepath.Join(dir, "store2"), RunRoot: filepath.Join(dir, "run2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	type result struct {
+		id  string
+		err error
+	}
+	results := make(chan result, 2)
+	for _, name := range []string{"localhost/test/race:1", "localhost/test/race:2"} {
+		go func(name string) {
+			id, err := s2.ImportTarFile(tar, diffID, TarImport{Name: name, Epoch: 1600000000})
+			results <- result{id, err}
+		}(name)
+	}
+	a, b := <-results, <-results
+	if a.err != nil || b.err != nil || a.id != b.id {
+		t.Errorf("two imports at once: %s (%v) and %s (%v)", a.id, a.err, b.id, b.err)
+	}
+	if ls, err := s2.st.Layers(); err != nil || len(ls) != 1 {
+		t.Errorf("two imports at once left %d layers (%v), want 1", len(ls), err)
+	}
+
 	// The layer has containers/image's ID for a base layer of that
 	// digest: a commit on it finds it instead of copying it.
 	img, err := s.st.Image("localhost/test/streamed:1")
