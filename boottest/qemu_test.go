@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -288,6 +289,32 @@ func TestOwnerAndSweep(t *testing.T) {
 	for _, d := range []string{mine, other} {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s was removed", d)
+		}
+	}
+}
+
+// Unless asked for, a guest under emulation gets one vCPU and a KVM guest
+// the host's cores up to MaxCPUs; what the user asks for (within the cap
+// withDefaults applies) is kept.
+func TestGuestCPUs(t *testing.T) {
+	kvm := min(runtime.NumCPU(), MaxCPUs)
+	for _, c := range []struct {
+		requested int
+		accel     string
+		want      int
+	}{{0, "tcg", 1}, {0, "kvm", kvm}, {2, "tcg", 2}, {1, "kvm", 1}} {
+		if got := guestCPUs(c.requested, c.accel); got != c.want {
+			t.Errorf("guestCPUs(%d, %s) = %d, want %d", c.requested, c.accel, got, c.want)
+		}
+	}
+	img := filepath.Join(t.TempDir(), "x.qcow2")
+	if err := os.WriteFile(img, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for requested, want := range map[int]int{0: 0, -1: 0, 1: 1, 64: min(runtime.NumCPU(), MaxCPUs)} {
+		s, err := Spec{Image: img, CPUs: requested}.withDefaults()
+		if err != nil || s.CPUs != want {
+			t.Errorf("--cpus %d: %d (%v), want %d", requested, s.CPUs, err, want)
 		}
 	}
 }

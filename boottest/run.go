@@ -258,7 +258,7 @@ func (r *runner) attempt(ctx context.Context, n int, accel string, probeKVM bool
 	// A fresh overlay (and UEFI vars) per attempt: a KVM attempt that died
 	// half-way must not leave state behind for the TCG boot.
 	cfg := qemuConfig{
-		Accel: accel, Firmware: s.Firmware, SecureBoot: s.SecureBoot, Arch: s.Arch, Memory: s.Memory, CPUs: s.CPUs,
+		Accel: accel, Firmware: s.Firmware, SecureBoot: s.SecureBoot, Arch: s.Arch, Memory: s.Memory, CPUs: guestCPUs(s.CPUs, accel),
 		PidFile: filepath.Join(r.dir, "qemu.pid"),
 	}
 	if s.isRamdisk() {
@@ -285,7 +285,7 @@ func (r *runner) attempt(ctx context.Context, n int, accel string, probeKVM bool
 	if n > 1 {
 		fmt.Fprintf(r.logs, "\n\n===== builder boot-test: attempt %d (%s) =====\n", n, accel)
 	}
-	r.say("starting QEMU (%s, %s)", accel, firmwareName(s))
+	r.say("starting QEMU (%s, %s, %d vCPU)", accel, firmwareName(s), cfg.CPUs)
 	proc, err := startQEMU(ctx, s.QEMU, qemuArgs(cfg), r.dir, filepath.Join(r.dir, "qemu-"+accel+".stderr"), cfg.PidFile)
 	if err != nil {
 		return attemptResult{}, err

@@ -189,7 +189,7 @@ Exit status: 0 pass, 1 fail, 2 bad usage.`,
 	f.DurationVar(&opts.KVMProbe, "kvm-probe", opts.KVMProbe, "time KVM gets to start the guest kernel before falling back to TCG")
 	f.StringVar(&opts.Grow, "grow", opts.Grow, "added to the image's size for the guest's disk (K/M/G/T, binary); 0 for none")
 	f.IntVar(&opts.Memory, "memory", opts.Memory, "guest memory in MiB")
-	f.IntVar(&opts.CPUs, "cpus", 0, "guest vCPUs (default: host cores, at most 2)")
+	f.IntVar(&opts.CPUs, "cpus", 0, "guest vCPUs (default: 1 under emulation, host cores up to 2 with KVM)")
 	f.StringVar(&opts.User, "user", opts.User, "user created by cloud-init (random password, passwordless sudo)")
 	f.StringArrayVar(&opts.SSHKeyFiles, "ssh-key", nil, "public key `FILE` for the user (repeatable)")
 	f.StringVar(&opts.ExpectCmdline, "expect-cmdline", "", "text the guest's /proc/cmdline must contain, e.g. \"console=tty0 console=ttyS0,115200\"")
