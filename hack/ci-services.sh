@@ -560,6 +560,14 @@ nova_procs() {
         setsid "nova-$s" --config-file "$d/nova.conf" >>"$d/log/$s-stdout.log" 2>&1 </dev/null &
         echo $! >"$d/$s.pid"
     done
+    nova_compute_start
+}
+
+# nova_compute_start starts the compute host. It looks Placement up in
+# the catalog as it starts: when Keystone answers before the catalog has
+# Placement, it exits (EndpointNotFound), and nova_ready starts it again.
+nova_compute_start() {
+    local d=$SVC/nova
     setsid /usr/bin/python3 -c 'import sys; from nova.cmd.compute import main; sys.argv[0] = "nova-compute"; sys.exit(main())' \
         --config-file "$d/nova.conf" --log-file "$d/log/nova-compute.log" >>"$d/log/compute-stdout.log" 2>&1 </dev/null &
     echo $! >"$d/compute.pid"
@@ -600,14 +608,21 @@ nova_ready() {
     # its cell. The scheduler's periodic discovery cannot do the mapping
     # (its interval is read before the configuration is), so it is done
     # here.
-    local i ready=
+    local i ready='' restarted=''
     for i in $(seq 1 600); do
         if curl -sf "$PL/resource_providers?name=builder-ci&resources=VCPU:1" -H "X-Auth-Token: $T" \
             -H 'OpenStack-API-Version: placement 1.4' | jq -e '.resource_providers | length == 1' >/dev/null 2>&1; then
             ready=1
             break
         fi
-        kill -0 "$(cat "$d/compute.pid")" 2>/dev/null || break
+        if ! kill -0 "$(cat "$d/compute.pid")" 2>/dev/null; then
+            # Exited at its start, before the catalog had Placement (which
+            # it has now): once more, then its logs.
+            [ -z "$restarted" ] && grep -q "EndpointNotFound" "$d/log/nova-compute.log" 2>/dev/null || break
+            log "nova-compute exited before Keystone's catalog had Placement: started again"
+            restarted=1
+            nova_compute_start
+        fi
         sleep 0.2
     done
     if [ -n "$ready" ]; then
