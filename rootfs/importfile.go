@@ -37,27 +37,21 @@ func (s *Store) ImportTarFile(path string, diffID digest.Digest, im TarImport) (
 	}
 	defer f.Close()
 	id := diffID.Encoded()
-	layer, err := s.st.Layer(id)
-	fresh := false
+	// The store digests what it applies: the ID is checked, not taken on
+	// trust. A layer with the ID already there (an earlier base with the
+	// same tarball, or another build applying it now) is that tarball's.
+	fresh := true
+	layer, _, err := s.st.PutLayer(id, "", nil, "", false, nil, f)
+	if errors.Is(err, storage.ErrDuplicateID) {
+		fresh = false
+		layer, err = s.st.Layer(id)
+	}
 	if err != nil {
-		// The store digests what it applies: the ID is checked, not
-		// taken on trust.
-		layer, _, err = s.st.PutLayer(id, "", nil, "", false, nil, f)
-		switch {
-		case errors.Is(err, storage.ErrDuplicateID):
-			// Another build applied the same tarball meanwhile.
-			if layer, err = s.st.Layer(id); err != nil {
-				return "", fmt.Errorf("import into the store as %s: %w", im.Name, err)
-			}
-		case err != nil:
-			return "", fmt.Errorf("import into the store as %s: %w", im.Name, err)
-		default:
-			fresh = true
-		}
-		if fresh && layer.UncompressedDigest != diffID {
-			_ = s.st.DeleteLayer(layer.ID)
-			return "", fmt.Errorf("import into the store as %s: the tarball's digest is %s, not %s: it changed after it was written", im.Name, layer.UncompressedDigest, diffID)
-		}
+		return "", fmt.Errorf("import into the store as %s: %w", im.Name, err)
+	}
+	if fresh && layer.UncompressedDigest != diffID {
+		_ = s.st.DeleteLayer(layer.ID)
+		return "", fmt.Errorf("import into the store as %s: the tarball's digest is %s, not %s: it changed after it was written", im.Name, layer.UncompressedDigest, diffID)
 	}
 	imgID, err := s.imageOfLayer(layer, im)
 	if err != nil {
